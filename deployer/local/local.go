@@ -1,0 +1,372 @@
+// Package local is kiln's default target: it runs an app's topology as
+// processes on 127.0.0.1, with no daemon. Every process is the program's own
+// binary, re-executed with role variables.
+//
+// The deployer opens each process's listening socket itself and hands it
+// down, so a port never races with another program, and a crashed process
+// that is restarted finds the connections that arrived meanwhile waiting in
+// the socket's queue.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kiln-dev/kiln/patterns"
+)
+
+// Options configure a local deployment.
+type Options struct {
+	// Binary is the program every process runs.
+	Binary string
+	// Port is the entry port of the first service; 0 picks a free one.
+	Port int
+	// Env is the environment every process starts from; nil means
+	// os.Environ().
+	Env []string
+	// Output receives every process's output, each line prefixed with the
+	// process's name. nil means os.Stderr.
+	Output io.Writer
+	// ReadyTimeout bounds the wait for every process to answer /readyz.
+	ReadyTimeout time.Duration
+	// Grace is how long a stopping process may drain before it is killed.
+	Grace  time.Duration
+	Logger *slog.Logger
+}
+
+// Endpoint is where one service serves.
+type Endpoint struct {
+	Service string
+	URL     string
+}
+
+// Process describes one running process of the topology.
+type Process struct {
+	Name     string // "kv/shard-1"
+	Workload string // "kv-shard"
+	Index    int
+	Addr     string // 127.0.0.1:port
+	PID      int    // 0 while restarting
+	Restarts int
+}
+
+// Deployment is a running topology.
+type Deployment struct {
+	opts      Options
+	procs     []*proc
+	endpoints []Endpoint
+	out       *syncWriter
+	log       *slog.Logger
+	stopOnce  sync.Once
+}
+
+// Start starts every process of t, backends first, and returns once each one
+// answers /readyz. On error nothing it started is left running.
+func Start(ctx context.Context, t *patterns.Topology, opts Options) (*Deployment, error) {
+	if opts.Binary == "" {
+		return nil, errors.New("local: no binary to run")
+	}
+	if opts.Env == nil {
+		opts.Env = os.Environ()
+	}
+	if opts.Output == nil {
+		opts.Output = os.Stderr
+	}
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 30 * time.Second
+	}
+	if opts.Grace == 0 {
+		opts.Grace = 10 * time.Second
+	}
+	d := &Deployment{opts: opts, out: &syncWriter{w: opts.Output}, log: opts.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.NewTextHandler(opts.Output, nil))
+	}
+
+	// Open every socket first: routers need their backends' addresses.
+	addrs := map[string][]string{}
+	entryPort := opts.Port
+	for i := range t.Workloads {
+		w := &t.Workloads[i]
+		for r := 0; r < w.Replicas; r++ {
+			port := 0
+			if w.Entry && entryPort != 0 {
+				port, entryPort = entryPort, 0
+			}
+			p, err := d.listen(w, r, port)
+			if err != nil {
+				d.closeSockets()
+				return nil, err
+			}
+			addrs[w.Name()] = append(addrs[w.Name()], "http://"+p.addr)
+			if w.Entry {
+				d.endpoints = append(d.endpoints, Endpoint{Service: w.Service, URL: "http://" + p.addr})
+			}
+		}
+	}
+	for _, p := range d.procs {
+		env := p.workload.Env(p.index, addrs[p.workload.Backends])
+		p.env = append(append([]string{}, opts.Env...), patterns.EnvListenFD+"=3")
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			p.env = append(p.env, k+"="+env[k])
+		}
+		go p.supervise(d)
+	}
+	if err := d.waitReady(ctx); err != nil {
+		d.Stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Deployment) listen(w *patterns.Workload, index, port int) (*proc, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		if port != 0 {
+			return nil, fmt.Errorf("local: entry port %d: %w (choose another with --port or KILN_PORT)", port, err)
+		}
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	ln.Close() // f is a duplicate that keeps the socket open
+	if err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	p := &proc{
+		name:     w.Service + "/" + w.Instance(index),
+		workload: w,
+		index:    index,
+		addr:     ln.Addr().String(),
+		socket:   f,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	p.tail = &tailWriter{max: 20}
+	d.procs = append(d.procs, p)
+	return p, nil
+}
+
+func (d *Deployment) closeSockets() {
+	for _, p := range d.procs {
+		p.socket.Close()
+	}
+}
+
+// Endpoints lists where each service serves, in spec order.
+func (d *Deployment) Endpoints() []Endpoint { return d.endpoints }
+
+// Processes lists every process of the topology.
+func (d *Deployment) Processes() []Process {
+	out := make([]Process, len(d.procs))
+	for i, p := range d.procs {
+		p.mu.Lock()
+		out[i] = Process{Name: p.name, Workload: p.workload.Name(), Index: p.index, Addr: p.addr, PID: p.pid, Restarts: p.restarts}
+		p.mu.Unlock()
+	}
+	return out
+}
+
+func (d *Deployment) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.ReadyTimeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	for _, p := range d.procs {
+		for {
+			if ready(ctx, client, "http://"+p.addr+"/readyz") {
+				break
+			}
+			if restarts := p.restartCount(); restarts >= 3 {
+				return fmt.Errorf("local: %s keeps exiting (%d restarts) before it is ready; its last output:\n%s", p.name, restarts, p.tail.String())
+			}
+			select {
+			case <-ctx.Done():
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return fmt.Errorf("local: %s did not answer /readyz within %s; its last output:\n%s", p.name, d.opts.ReadyTimeout, p.tail.String())
+				}
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func ready(ctx context.Context, c *http.Client, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Stop stops every process: entry points first, so they drain their
+// in-flight requests while their backends still answer, then the backends.
+// Each gets SIGTERM, and SIGKILL after the grace period.
+func (d *Deployment) Stop() {
+	d.stopOnce.Do(func() {
+		var fronts, backs []*proc
+		for _, p := range d.procs {
+			if p.workload.Entry {
+				fronts = append(fronts, p)
+			} else {
+				backs = append(backs, p)
+			}
+		}
+		for _, group := range [][]*proc{fronts, backs} {
+			for _, p := range group {
+				close(p.stop)
+			}
+			for _, p := range group {
+				<-p.done
+			}
+		}
+		d.closeSockets()
+	})
+}
+
+// Run starts t, prints one line per entry point to out, and stops everything
+// when ctx ends.
+func Run(ctx context.Context, t *patterns.Topology, opts Options, out io.Writer) error {
+	d, err := Start(ctx, t, opts)
+	if err != nil {
+		return err
+	}
+	defer d.Stop()
+	for _, e := range d.Endpoints() {
+		fmt.Fprintf(out, "kiln: %s serving at %s\n", e.Service, e.URL)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// proc is one supervised process.
+type proc struct {
+	name     string
+	workload *patterns.Workload
+	index    int
+	addr     string
+	socket   *os.File
+	env      []string
+	tail     *tailWriter
+
+	stop chan struct{} // closed to stop
+	done chan struct{} // closed once stopped
+
+	mu       sync.Mutex
+	pid      int
+	restarts int
+}
+
+// Restart backoff: doubling from min to max, reset after a process has
+// stayed up for stable.
+const (
+	backoffMin = 100 * time.Millisecond
+	backoffMax = 5 * time.Second
+	stable     = 10 * time.Second
+)
+
+func (p *proc) restartCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.restarts
+}
+
+func (p *proc) supervise(d *Deployment) {
+	defer close(p.done)
+	backoff := backoffMin
+	for {
+		started := time.Now()
+		cmd, err := p.start(d)
+		if err != nil {
+			d.log.Error("cannot start process", "process", p.name, "err", err)
+		} else {
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err = <-exited:
+			case <-p.stop:
+				p.terminate(cmd, exited, d.opts.Grace)
+				return
+			}
+			p.mu.Lock()
+			p.pid = 0
+			p.mu.Unlock()
+			if time.Since(started) > stable {
+				backoff = backoffMin
+			}
+			d.log.Warn("process exited; restarting", "process", p.name, "status", exitStatus(err), "in", backoff)
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, backoffMax)
+		p.mu.Lock()
+		p.restarts++
+		p.mu.Unlock()
+	}
+}
+
+func (p *proc) start(d *Deployment) (*exec.Cmd, error) {
+	out := io.MultiWriter(&prefixWriter{prefix: p.name + " | ", w: d.out}, p.tail)
+	cmd := exec.Command(d.opts.Binary)
+	cmd.Env = p.env
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.ExtraFiles = []*os.File{p.socket}
+	// Its own process group keeps a terminal's Ctrl-C away from it (the
+	// deployer stops it in order); Pdeathsig kills it if the deployer dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.pid = cmd.Process.Pid
+	p.mu.Unlock()
+	return cmd, nil
+}
+
+// terminate sends SIGTERM to the process group, then SIGKILL after grace.
+func (p *proc) terminate(cmd *exec.Cmd, exited <-chan error, grace time.Duration) {
+	pgid := cmd.Process.Pid
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-exited
+	}
+	// Reap anything the process left in its group.
+	syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+func exitStatus(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ProcessState.String()
+	}
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}

@@ -1,0 +1,154 @@
+package patterns
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Response headers every router and root sets.
+const (
+	// HeaderBackend names the backend(s) that served a request.
+	HeaderBackend = "Kiln-Backend"
+	// HeaderMissing names the leaves a partial scatter/gather answer lacks.
+	HeaderMissing = "Kiln-Missing"
+)
+
+// frontend answers the health and metrics endpoints itself and passes every
+// other request on. It is what makes a handler drainable.
+type frontend struct {
+	next     http.Handler
+	metrics  http.Handler // nil for leaves: the program may serve its own
+	draining atomic.Bool
+}
+
+func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		w.Write([]byte("ok\n"))
+		return
+	case "/readyz":
+		if f.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+		return
+	case "/metrics":
+		if f.metrics != nil {
+			f.metrics.ServeHTTP(w, r)
+			return
+		}
+	}
+	f.next.ServeHTTP(w, r)
+}
+
+// Drain makes /readyz fail so that load balancers stop sending new requests.
+func (f *frontend) Drain() { f.draining.Store(true) }
+
+// Leaf wraps a program's handler with /healthz and /readyz, for the leaf and
+// replica roles.
+func Leaf(h http.Handler) http.Handler { return &frontend{next: h} }
+
+// metrics are one router's or root's Prometheus series. Each handler has its
+// own registry, so nothing is global.
+type metrics struct {
+	registry *prometheus.Registry
+	requests *prometheus.CounterVec   // by backend and status code
+	latency  *prometheus.HistogramVec // by backend
+	errors   *prometheus.CounterVec   // by backend
+}
+
+func newMetrics(service string) *metrics {
+	labels := prometheus.Labels{"service": service}
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_backend_requests_total", Help: "Requests forwarded to each backend, by status code.", ConstLabels: labels,
+		}, []string{"backend", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kiln_backend_request_duration_seconds", Help: "Time for each backend to answer.", ConstLabels: labels,
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"backend"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_backend_errors_total", Help: "Backend failures: refused, reset, timed out or 5xx.", ConstLabels: labels,
+		}, []string{"backend"}),
+	}
+	m.registry.MustRegister(m.requests, m.latency, m.errors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(backend string, code int, start time.Time, failed bool) {
+	m.requests.WithLabelValues(backend, statusText(code)).Inc()
+	m.latency.WithLabelValues(backend).Observe(time.Since(start).Seconds())
+	if failed {
+		m.errors.WithLabelValues(backend).Inc()
+	}
+}
+
+// statusText avoids an allocation per request for the common codes.
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 404:
+		return "404"
+	case 502:
+		return "502"
+	}
+	return itoa(code)
+}
+
+func itoa(i int) string {
+	var b [20]byte
+	n := len(b)
+	for {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+		if i == 0 {
+			break
+		}
+	}
+	return string(b[n:])
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// DefaultGrace bounds how long Serve waits for in-flight requests.
+const DefaultGrace = 30 * time.Second
+
+// Serve serves h on ln until ctx ends, then drains: /readyz starts failing,
+// no new connection is accepted, and in-flight requests finish within grace.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	if d, ok := h.(interface{ Drain() }); ok {
+		d.Drain()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package patterns
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/kiln-dev/kiln/spec"
+)
+
+// Role is what one process of a pattern does.
+type Role string
+
+// The roles of every pattern. RoleDescribe is not a workload: it asks the
+// binary to print its spec.
+const (
+	RoleRouter   Role = "router"
+	RoleRoot     Role = "root"
+	RoleLeaf     Role = "leaf"
+	RoleReplica  Role = "replica"
+	RoleDescribe Role = "describe"
+)
+
+// Environment variables through which a deployer tells the binary its role.
+const (
+	EnvRole     = "KILN_ROLE"
+	EnvService  = "KILN_SERVICE"
+	EnvIndex    = "KILN_INDEX"
+	EnvCount    = "KILN_COUNT"
+	EnvPeers    = "KILN_PEERS"     // comma-separated backend base URLs
+	EnvAddr     = "KILN_ADDR"      // listen address, e.g. ":8080"
+	EnvListenFD = "KILN_LISTEN_FD" // an inherited listening socket
+)
+
+// Topology is every workload an app needs, in target-neutral terms.
+type Topology struct {
+	App       string
+	Workloads []Workload
+}
+
+// Workload is a set of identical processes of one role of one service.
+type Workload struct {
+	Service  string
+	Role     Role
+	Replicas int
+	// Stable workloads give each replica a lasting identity: shard i must
+	// stay shard i across restarts.
+	Stable bool
+	// Entry marks the workload that clients call.
+	Entry bool
+	// Unit names one replica in Kiln-Backend headers and logs ("shard" gives
+	// shard-0, shard-1, ...).
+	Unit string
+	// Backends names the workload this one forwards to, if any.
+	Backends string
+}
+
+// Name is the workload's name, unique within the app: "kv-router".
+func (w *Workload) Name() string { return w.Service + "-" + w.Unit }
+
+// Instance names replica i: "shard-2".
+func (w *Workload) Instance(i int) string { return w.Unit + "-" + strconv.Itoa(i) }
+
+// Env is the role environment of replica i; peers are the base URLs of the
+// backends when the workload forwards to any.
+func (w *Workload) Env(i int, peers []string) map[string]string {
+	env := map[string]string{
+		EnvRole:    string(w.Role),
+		EnvService: w.Service,
+		EnvIndex:   strconv.Itoa(i),
+		EnvCount:   strconv.Itoa(w.Replicas),
+	}
+	if len(peers) > 0 {
+		env[EnvPeers] = strings.Join(peers, ",")
+	}
+	return env
+}
+
+// Build works out the topology of a valid app. Backends come before the
+// workload that forwards to them, so a deployer can start them in order.
+func Build(app *spec.App) (*Topology, error) {
+	if err := app.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Topology{App: app.Name}
+	for i := range app.Services {
+		s := &app.Services[i]
+		backend := Workload{Service: s.Name, Replicas: s.Backends()}
+		front := Workload{Service: s.Name, Replicas: 1, Entry: true, Role: RoleRouter, Unit: "router"}
+		switch s.Pattern() {
+		case "simple", "spread":
+			backend.Role, backend.Unit = RoleReplica, "replica"
+		case "shard":
+			backend.Role, backend.Unit, backend.Stable = RoleLeaf, "shard", true
+		case "scatter":
+			backend.Role, backend.Unit, backend.Stable = RoleLeaf, "leaf", true
+			front.Role, front.Unit = RoleRoot, "root"
+		default:
+			return nil, fmt.Errorf("service %q: unknown pattern %q", s.Name, s.Pattern())
+		}
+		front.Backends = backend.Name()
+		t.Workloads = append(t.Workloads, backend, front)
+	}
+	return t, nil
+}
+
+// Workload returns the workload called name, or nil.
+func (t *Topology) Workload(name string) *Workload {
+	for i := range t.Workloads {
+		if t.Workloads[i].Name() == name {
+			return &t.Workloads[i]
+		}
+	}
+	return nil
+}

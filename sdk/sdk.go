@@ -1,0 +1,242 @@
+// Package sdk is what a program imports to become a kiln service. One call
+// from main, Run, declares the service's pattern and hands over its handler:
+//
+//	func main() {
+//		sdk.Run(spec.Service{
+//			Name:  "kv",
+//			Shard: &spec.Shard{Shards: 3, Key: spec.Key{PathSegment: 2}},
+//		}, newStore())
+//	}
+//
+// Started by a developer (go run .), the program is the driver: it brings up
+// the pattern's whole topology on this machine and prints where it serves.
+// Started by a deployer with KILN_ROLE set, it serves that one role. With
+// KILN_ROLE=describe it prints its spec as JSON.
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/kiln-dev/kiln/patterns"
+	"github.com/kiln-dev/kiln/spec"
+)
+
+// Option adds to a service what its spec cannot hold, such as Go functions.
+type Option func(*config)
+
+type config struct {
+	app        string
+	keyName    string
+	keyFunc    patterns.KeyFunc
+	gatherName string
+	gather     patterns.GatherFunc
+}
+
+// AppName names the app; it defaults to the service's name.
+func AppName(name string) Option { return func(c *config) { c.app = name } }
+
+// KeyFunc makes fn the shard key rule of a shard service. name is what the
+// spec records (its key.func field).
+func KeyFunc(name string, fn func(*http.Request) (string, error)) Option {
+	return func(c *config) { c.keyName, c.keyFunc = name, fn }
+}
+
+// Gather makes fn the gather of a scatter/gather service. Each leaf's answer
+// is decoded from JSON into a T, and fn's result is encoded as the answer.
+// name is what the spec records (its scatter.gather field).
+func Gather[T any](name string, fn func(parts []T) (T, error)) Option {
+	return GatherResponses(name, func(parts []patterns.LeafResponse) (patterns.Response, error) {
+		values := make([]T, len(parts))
+		for i, p := range parts {
+			if err := json.Unmarshal(p.Body, &values[i]); err != nil {
+				return patterns.Response{}, &patterns.LeafError{Leaf: p.Leaf, Err: fmt.Errorf("answer does not decode as %T: %w", values[i], err)}
+			}
+		}
+		out, err := fn(values)
+		if err != nil {
+			return patterns.Response{}, err
+		}
+		var buf bytes.Buffer
+		if err := json.NewEncoder(&buf).Encode(out); err != nil {
+			return patterns.Response{}, err
+		}
+		return patterns.Response{Header: http.Header{"Content-Type": {"application/json"}}, Body: buf.Bytes()}, nil
+	})
+}
+
+// GatherResponses is Gather for functions that work on raw answers.
+func GatherResponses(name string, fn patterns.GatherFunc) Option {
+	return func(c *config) { c.gatherName, c.gather = name, fn }
+}
+
+// Instance says which process of the topology this is.
+type Instance struct {
+	Role    string // "router", "root", "leaf", "replica"; "" in the driver
+	Service string
+	Index   int // shard, leaf or replica index
+	Count   int // how many shards, leaves or replicas there are
+}
+
+// Self describes this process. A leaf uses it to know which part of the data
+// it holds. In the driver it reports index 0 of 1.
+func Self() Instance {
+	in := Instance{Role: os.Getenv(patterns.EnvRole), Service: os.Getenv(patterns.EnvService), Count: 1}
+	if i, err := strconv.Atoi(os.Getenv(patterns.EnvIndex)); err == nil {
+		in.Index = i
+	}
+	if n, err := strconv.Atoi(os.Getenv(patterns.EnvCount)); err == nil && n > 0 {
+		in.Count = n
+	}
+	return in
+}
+
+// Run runs the service and exits the program. See the package comment for
+// what it does in each role.
+func Run(svc spec.Service, handler http.Handler, opts ...Option) {
+	err := run(context.Background(), svc, handler, opts, os.Args[1:], os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kiln:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// usageError marks errors that exit with status 2.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+func run(ctx context.Context, svc spec.Service, handler http.Handler, opts []Option, args []string, stdout io.Writer) error {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	app, err := buildApp(svc, &c)
+	if err != nil {
+		return err
+	}
+	role := patterns.Role(os.Getenv(patterns.EnvRole))
+	switch role {
+	case patterns.RoleDescribe:
+		b, err := app.MarshalStable()
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(b)
+		return err
+	case "":
+		return drive(ctx, app, args, stdout)
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return serveRole(ctx, app, role, handler, &c)
+}
+
+// buildApp turns the service and options into a valid App.
+func buildApp(svc spec.Service, c *config) (*spec.App, error) {
+	if c.keyFunc != nil && svc.Shard != nil && svc.Shard.Key == (spec.Key{}) {
+		svc.Shard.Key.Func = c.keyName
+	}
+	if c.gather != nil && svc.Scatter != nil && svc.Scatter.Gather == "" {
+		svc.Scatter.Gather = c.gatherName
+	}
+	app := &spec.App{Name: c.app, Services: []spec.Service{svc}}
+	app.SetDefaults()
+	if err := app.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid service:\n%w", err)
+	}
+	return app, nil
+}
+
+func serveRole(ctx context.Context, app *spec.App, role patterns.Role, handler http.Handler, c *config) error {
+	name := os.Getenv(patterns.EnvService)
+	svc := app.Service(name)
+	if svc == nil {
+		return usageError{fmt.Errorf("%s=%q names no service of this program (it has %q)", patterns.EnvService, name, app.Services[0].Name)}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var h http.Handler
+	var err error
+	switch role {
+	case patterns.RoleLeaf, patterns.RoleReplica:
+		h = patterns.Leaf(handler)
+	case patterns.RoleRouter, patterns.RoleRoot:
+		peers, perr := parsePeers(os.Getenv(patterns.EnvPeers))
+		if perr != nil {
+			return usageError{perr}
+		}
+		opts := patterns.Options{KeyFunc: c.keyFunc, Gather: c.gather, Logger: log}
+		if role == patterns.RoleRoot {
+			h, err = patterns.NewRoot(svc, peers, opts)
+		} else {
+			h, err = patterns.NewRouter(svc, peers, opts)
+		}
+	default:
+		return usageError{fmt.Errorf("%s=%q is not a role: use router, root, leaf, replica or describe", patterns.EnvRole, role)}
+	}
+	if err != nil {
+		return err
+	}
+	ln, err := listener(svc)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "role", role, "service", svc.Name, "index", Self().Index, "addr", ln.Addr().String())
+	return patterns.Serve(ctx, ln, h, patterns.DefaultGrace)
+}
+
+func parsePeers(s string) ([]*url.URL, error) {
+	if s == "" {
+		return nil, fmt.Errorf("%s is empty: a router or root needs its backends' URLs", patterns.EnvPeers)
+	}
+	var out []*url.URL
+	for _, p := range strings.Split(s, ",") {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("%s: %q is not a URL like http://host:port", patterns.EnvPeers, p)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// listener is the socket a deployer handed down, or a new one on KILN_ADDR
+// or the service's port.
+func listener(svc *spec.Service) (net.Listener, error) {
+	if fd := os.Getenv(patterns.EnvListenFD); fd != "" {
+		n, err := strconv.Atoi(fd)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("%s=%q is not a file descriptor", patterns.EnvListenFD, fd)}
+		}
+		f := os.NewFile(uintptr(n), "kiln-listener")
+		defer f.Close()
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%d: %w", patterns.EnvListenFD, n, err)
+		}
+		return ln, nil
+	}
+	addr := os.Getenv(patterns.EnvAddr)
+	if addr == "" {
+		addr = ":" + strconv.Itoa(svc.HandlerPort())
+	}
+	return net.Listen("tcp", addr)
+}

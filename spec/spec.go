@@ -1,0 +1,283 @@
+// Package spec is kiln's model of an application: plain data that every
+// front-end (Go SDK, //kiln: annotations, kiln.hcl) produces and every
+// back-end (builder, patterns, deployers) consumes.
+//
+// The JSON form of App is stable: fields keep their order and maps are
+// sorted, so the same App always encodes to the same bytes.
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// App is a whole application: one or more services.
+type App struct {
+	Name     string    `json:"name"`
+	Services []Service `json:"services"`
+}
+
+// Service is one service and the pattern it follows. Exactly one of Simple,
+// Shard, Scatter and Spread is set.
+type Service struct {
+	Name string `json:"name"`
+	// Port is where the program's handler listens inside its workload.
+	Port int `json:"port,omitempty"`
+	// Public asks targets that can to expose the entry point outside the
+	// cluster (a LoadBalancer Service on Kubernetes).
+	Public bool `json:"public,omitempty"`
+
+	Simple  *Simple  `json:"simple,omitempty"`
+	Shard   *Shard   `json:"shard,omitempty"`
+	Scatter *Scatter `json:"scatter,omitempty"`
+	Spread  *Spread  `json:"spread,omitempty"`
+
+	Env       map[string]string `json:"env,omitempty"`
+	Resources *Resources        `json:"resources,omitempty"`
+	Sidecars  []Container       `json:"sidecars,omitempty"`
+	Init      []Container       `json:"init,omitempty"`
+	Volumes   []Volume          `json:"volumes,omitempty"`
+	Probes    *Probes           `json:"probes,omitempty"`
+	Autoscale *Autoscale        `json:"autoscale,omitempty"`
+}
+
+// DefaultPort is the handler port when a service does not name one.
+const DefaultPort = 8080
+
+// Simple is N identical replicas behind one load-balanced entry.
+type Simple struct {
+	Replicas int `json:"replicas"`
+}
+
+// Shard is N shards with stable identities; a router hashes a key taken from
+// each request to one of them.
+type Shard struct {
+	Shards int `json:"shards"`
+	Key    Key `json:"key"`
+	// Ambassador names a client workload whose pods run the router as a
+	// sidecar instead of as a Deployment of its own (Kubernetes only).
+	Ambassador string `json:"ambassador,omitempty"`
+}
+
+// Key says where a shard router finds a request's key. Exactly one field is
+// set.
+type Key struct {
+	// PathSegment is a 1-based path segment: 2 takes "k" from /kv/k.
+	PathSegment int `json:"path_segment,omitempty"`
+	// Regexp is matched against the path; its first capture group is the key.
+	Regexp string `json:"regexp,omitempty"`
+	Header string `json:"header,omitempty"`
+	Query  string `json:"query,omitempty"`
+	// Func names a Go function registered with the SDK.
+	Func string `json:"func,omitempty"`
+}
+
+// String describes the rule the way error messages show it.
+func (k Key) String() string {
+	switch {
+	case k.PathSegment > 0:
+		return fmt.Sprintf("path segment %d", k.PathSegment)
+	case k.Regexp != "":
+		return fmt.Sprintf("first capture of regexp %q on the path", k.Regexp)
+	case k.Header != "":
+		return fmt.Sprintf("header %q", k.Header)
+	case k.Query != "":
+		return fmt.Sprintf("query parameter %q", k.Query)
+	case k.Func != "":
+		return fmt.Sprintf("key function %q", k.Func)
+	}
+	return "no key rule"
+}
+
+// Gathers built into kiln.
+const (
+	GatherConcat = "concat" // concatenate JSON arrays
+	GatherMerge  = "merge"  // merge JSON objects
+	GatherFirst  = "first"  // the first successful response
+)
+
+// Leaf-error policies.
+const (
+	OnLeafErrorFail    = "fail"
+	OnLeafErrorPartial = "partial"
+)
+
+// Scatter sends each request to all leaves and gathers their answers.
+type Scatter struct {
+	Leaves int `json:"leaves"`
+	// Gather is one of the built-in gathers, or the name of a Go function
+	// registered with the SDK.
+	Gather string `json:"gather"`
+	// Timeout bounds each leaf's answer.
+	Timeout Duration `json:"timeout"`
+	// OnLeafError is "fail" or "partial".
+	OnLeafError string `json:"on_leaf_error"`
+}
+
+// Spread choices.
+const (
+	ChoiceRandom     = "random"
+	ChoiceTwoChoices = "two-choices"
+)
+
+// Spread sends each request to a random replica, or to the less loaded of
+// two random ones.
+type Spread struct {
+	Replicas int    `json:"replicas"`
+	Choice   string `json:"choice"`
+}
+
+// Resources are CPU and memory quantities in Kubernetes notation.
+type Resources struct {
+	Requests Quantities `json:"requests,omitzero"`
+	Limits   Quantities `json:"limits,omitzero"`
+}
+
+// Quantities is a CPU ("250m") and memory ("128Mi") pair.
+type Quantities struct {
+	CPU    string `json:"cpu,omitempty"`
+	Memory string `json:"memory,omitempty"`
+}
+
+// Container is a sidecar or init container that runs beside the program.
+type Container struct {
+	Name   string            `json:"name"`
+	Image  string            `json:"image"`
+	Args   []string          `json:"args,omitempty"`
+	Env    map[string]string `json:"env,omitempty"`
+	Ports  []int             `json:"ports,omitempty"`
+	Mounts []Mount           `json:"mounts,omitempty"`
+}
+
+// Volume is a scratch volume shared by the program and its containers.
+type Volume struct {
+	Name string `json:"name"`
+	// Path is where the program itself sees it; empty means not mounted.
+	Path string `json:"path,omitempty"`
+}
+
+// Mount places a Volume into a container.
+type Mount struct {
+	Volume string `json:"volume"`
+	Path   string `json:"path"`
+}
+
+// Probes override the health endpoints kiln probes.
+type Probes struct {
+	Readiness *Probe `json:"readiness,omitempty"`
+	Liveness  *Probe `json:"liveness,omitempty"`
+}
+
+// Probe is an HTTP GET probe.
+type Probe struct {
+	Path   string   `json:"path"`
+	Period Duration `json:"period,omitzero"`
+}
+
+// Autoscale bounds the replica count of a scalable workload.
+type Autoscale struct {
+	Min       int `json:"min"`
+	Max       int `json:"max"`
+	TargetCPU int `json:"target_cpu,omitempty"` // percent of the CPU request
+}
+
+// Duration is a time.Duration written as "1.5s" in JSON.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes d as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"2s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Pattern names the service's pattern: "simple", "shard", "scatter",
+// "spread", or "" when none is set.
+func (s *Service) Pattern() string {
+	switch {
+	case s.Simple != nil:
+		return "simple"
+	case s.Shard != nil:
+		return "shard"
+	case s.Scatter != nil:
+		return "scatter"
+	case s.Spread != nil:
+		return "spread"
+	}
+	return ""
+}
+
+// Backends is how many leaves, shards or replicas sit behind the entry.
+func (s *Service) Backends() int {
+	switch {
+	case s.Simple != nil:
+		return s.Simple.Replicas
+	case s.Shard != nil:
+		return s.Shard.Shards
+	case s.Scatter != nil:
+		return s.Scatter.Leaves
+	case s.Spread != nil:
+		return s.Spread.Replicas
+	}
+	return 0
+}
+
+// HandlerPort is Port, or DefaultPort when unset.
+func (s *Service) HandlerPort() int {
+	if s.Port == 0 {
+		return DefaultPort
+	}
+	return s.Port
+}
+
+// Service returns the service called name, or nil.
+func (a *App) Service(name string) *Service {
+	for i := range a.Services {
+		if a.Services[i].Name == name {
+			return &a.Services[i]
+		}
+	}
+	return nil
+}
+
+// MarshalStable is the canonical JSON form of a: two-space indented and
+// newline-terminated. Every front-end must produce these exact bytes.
+func (a *App) MarshalStable() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(a); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Parse decodes the JSON form of an App, refusing unknown fields so a typo
+// is an error instead of a silently ignored setting.
+func Parse(b []byte) (*App, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var a App
+	if err := dec.Decode(&a); err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	return &a, nil
+}

@@ -1,0 +1,299 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// FieldError is one problem with one field of an App.
+type FieldError struct {
+	// Path locates the field: services[kv].shard.shards.
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+// Errors is every problem Validate found, in field order.
+type Errors []*FieldError
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Default values filled in by SetDefaults.
+const (
+	DefaultTimeout = Duration(time.Second)
+)
+
+// SetDefaults fills the fields a front-end may leave out, so that every
+// front-end's App encodes to the same JSON.
+func (a *App) SetDefaults() {
+	for i := range a.Services {
+		s := &a.Services[i]
+		if s.Port == 0 {
+			s.Port = DefaultPort
+		}
+		if sg := s.Scatter; sg != nil {
+			if sg.Gather == "" {
+				sg.Gather = GatherConcat
+			}
+			if sg.Timeout == 0 {
+				sg.Timeout = DefaultTimeout
+			}
+			if sg.OnLeafError == "" {
+				sg.OnLeafError = OnLeafErrorFail
+			}
+		}
+		if sp := s.Spread; sp != nil && sp.Choice == "" {
+			sp.Choice = ChoiceTwoChoices
+		}
+	}
+	if a.Name == "" && len(a.Services) > 0 {
+		a.Name = a.Services[0].Name
+	}
+}
+
+// dnsLabel is RFC 1123: every target can use the name in a host name.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// validator collects FieldErrors under a path prefix.
+type validator struct {
+	errs Errors
+}
+
+func (v *validator) addf(path, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) name(path, name string) {
+	switch {
+	case name == "":
+		v.addf(path, "must be set")
+	case len(name) > 63 || !dnsLabel.MatchString(name):
+		v.addf(path, "%q is not a DNS label: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+}
+
+func (v *validator) atLeast(path string, got, min int) {
+	if got < min {
+		v.addf(path, "must be ≥ %d, got %d", min, got)
+	}
+}
+
+func (v *validator) port(path string, p int) {
+	if p < 1 || p > 65535 {
+		v.addf(path, "must be a port in 1–65535, got %d", p)
+	}
+}
+
+func (v *validator) oneOf(path, got string, allowed ...string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	v.addf(path, "must be one of %s, got %q", strings.Join(quoteAll(allowed), ", "), got)
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+// Validate reports every problem in a at once, each naming its field path.
+// It returns nil or an Errors.
+func (a *App) Validate() error {
+	v := &validator{}
+	v.name("name", a.Name)
+	if len(a.Services) == 0 {
+		v.addf("services", "must list at least one service")
+	}
+	seen := map[string]bool{}
+	for i := range a.Services {
+		s := &a.Services[i]
+		p := fmt.Sprintf("services[%d]", i)
+		if s.Name != "" {
+			p = fmt.Sprintf("services[%s]", s.Name)
+		}
+		if seen[s.Name] && s.Name != "" {
+			v.addf(p+".name", "%q is used by an earlier service; service names must be unique", s.Name)
+		}
+		seen[s.Name] = true
+		s.validate(v, p)
+	}
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+func (s *Service) validate(v *validator, p string) {
+	v.name(p+".name", s.Name)
+	if s.Port != 0 {
+		v.port(p+".port", s.Port)
+	}
+	set := []string{}
+	if s.Simple != nil {
+		set = append(set, "simple")
+		v.atLeast(p+".simple.replicas", s.Simple.Replicas, 1)
+	}
+	if s.Shard != nil {
+		set = append(set, "shard")
+		v.atLeast(p+".shard.shards", s.Shard.Shards, 1)
+		s.Shard.Key.validate(v, p+".shard.key")
+		if s.Shard.Ambassador != "" {
+			v.name(p+".shard.ambassador", s.Shard.Ambassador)
+		}
+	}
+	if sg := s.Scatter; sg != nil {
+		set = append(set, "scatter")
+		v.atLeast(p+".scatter.leaves", sg.Leaves, 1)
+		if sg.Gather == "" {
+			v.addf(p+".scatter.gather", "must be %q, %q, %q or the name of a Go gather function", GatherConcat, GatherMerge, GatherFirst)
+		}
+		if sg.Timeout <= 0 {
+			v.addf(p+".scatter.timeout", "must be > 0, got %s", sg.Timeout.D())
+		}
+		v.oneOf(p+".scatter.on_leaf_error", sg.OnLeafError, OnLeafErrorFail, OnLeafErrorPartial)
+	}
+	if sp := s.Spread; sp != nil {
+		set = append(set, "spread")
+		v.atLeast(p+".spread.replicas", sp.Replicas, 1)
+		v.oneOf(p+".spread.choice", sp.Choice, ChoiceRandom, ChoiceTwoChoices)
+	}
+	switch len(set) {
+	case 0:
+		v.addf(p, "must set one pattern: simple, shard, scatter or spread")
+	case 1:
+	default:
+		v.addf(p, "sets %s; a service follows exactly one pattern", strings.Join(set, " and "))
+	}
+
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		if k == "" || strings.ContainsAny(k, "= \x00") {
+			v.addf(fmt.Sprintf("%s.env[%q]", p, k), "is not a valid environment variable name")
+		}
+		if strings.HasPrefix(k, "KILN_") {
+			v.addf(fmt.Sprintf("%s.env[%s]", p, k), "KILN_ variables are kiln's own; pick another name")
+		}
+	}
+	if r := s.Resources; r != nil {
+		v.quantities(p+".resources.requests", r.Requests)
+		v.quantities(p+".resources.limits", r.Limits)
+	}
+	vols := map[string]bool{}
+	for i, vol := range s.Volumes {
+		vp := fmt.Sprintf("%s.volumes[%d]", p, i)
+		v.name(vp+".name", vol.Name)
+		if vol.Path != "" && !strings.HasPrefix(vol.Path, "/") {
+			v.addf(vp+".path", "must be an absolute path, got %q", vol.Path)
+		}
+		vols[vol.Name] = true
+	}
+	names := map[string]bool{}
+	for i := range s.Sidecars {
+		s.Sidecars[i].validate(v, fmt.Sprintf("%s.sidecars[%d]", p, i), vols, names)
+	}
+	for i := range s.Init {
+		s.Init[i].validate(v, fmt.Sprintf("%s.init[%d]", p, i), vols, names)
+	}
+	if pr := s.Probes; pr != nil {
+		for _, np := range []struct {
+			name  string
+			probe *Probe
+		}{{"readiness", pr.Readiness}, {"liveness", pr.Liveness}} {
+			if name, probe := np.name, np.probe; probe != nil && !strings.HasPrefix(probe.Path, "/") {
+				v.addf(p+".probes."+name+".path", "must start with '/', got %q", probe.Path)
+			}
+		}
+	}
+	if as := s.Autoscale; as != nil {
+		v.atLeast(p+".autoscale.min", as.Min, 1)
+		if as.Max < as.Min {
+			v.addf(p+".autoscale.max", "must be ≥ autoscale.min (%d), got %d", as.Min, as.Max)
+		}
+		if as.TargetCPU < 0 || as.TargetCPU > 100 {
+			v.addf(p+".autoscale.target_cpu", "must be a percentage in 1–100, got %d", as.TargetCPU)
+		}
+	}
+}
+
+func (k Key) validate(v *validator, p string) {
+	n := 0
+	if k.PathSegment != 0 {
+		n++
+		v.atLeast(p+".path_segment", k.PathSegment, 1)
+	}
+	if k.Regexp != "" {
+		n++
+		re, err := regexp.Compile(k.Regexp)
+		switch {
+		case err != nil:
+			v.addf(p+".regexp", "does not compile: %v", err)
+		case re.NumSubexp() < 1:
+			v.addf(p+".regexp", "%q has no capture group; wrap the key in ( )", k.Regexp)
+		}
+	}
+	if k.Header != "" {
+		n++
+	}
+	if k.Query != "" {
+		n++
+	}
+	if k.Func != "" {
+		n++
+	}
+	switch {
+	case n == 0:
+		v.addf(p, "must set one of path_segment, regexp, header, query or func")
+	case n > 1:
+		v.addf(p, "sets %d key rules; set exactly one", n)
+	}
+}
+
+func (c *Container) validate(v *validator, p string, vols, names map[string]bool) {
+	v.name(p+".name", c.Name)
+	if names[c.Name] && c.Name != "" {
+		v.addf(p+".name", "%q is used by another container of this service", c.Name)
+	}
+	names[c.Name] = true
+	if c.Image == "" {
+		v.addf(p+".image", "must be set")
+	}
+	for i, port := range c.Ports {
+		v.port(fmt.Sprintf("%s.ports[%d]", p, i), port)
+	}
+	for i, m := range c.Mounts {
+		mp := fmt.Sprintf("%s.mounts[%d]", p, i)
+		if !vols[m.Volume] {
+			v.addf(mp+".volume", "%q is not one of the service's volumes; declare it under volumes", m.Volume)
+		}
+		if !strings.HasPrefix(m.Path, "/") {
+			v.addf(mp+".path", "must be an absolute path, got %q", m.Path)
+		}
+	}
+}
+
+// quantity is the subset of Kubernetes quantities kiln accepts.
+var quantity = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$`)
+
+func (v *validator) quantities(p string, q Quantities) {
+	if q.CPU != "" && !quantity.MatchString(q.CPU) {
+		v.addf(p+".cpu", "%q is not a quantity like \"250m\" or \"1\"", q.CPU)
+	}
+	if q.Memory != "" && !quantity.MatchString(q.Memory) {
+		v.addf(p+".memory", "%q is not a quantity like \"128Mi\"", q.Memory)
+	}
+}
