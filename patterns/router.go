@@ -137,6 +137,11 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if done != nil {
 		defer done()
 	}
+	if r.ContentLength != 0 {
+		// Let the answer stream back while the body still streams in; Go's
+		// HTTP/1 server otherwise stops reading the body at the first write.
+		http.NewResponseController(w).EnableFullDuplex()
+	}
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	rt.backends[i].ServeHTTP(rec, r)

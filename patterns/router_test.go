@@ -1,0 +1,298 @@
+package patterns
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kiln-dev/kiln/spec"
+)
+
+// startBackends serves h(i) for each of n backends over real HTTP.
+func startBackends(t *testing.T, n int, h func(i int) http.Handler) []*url.URL {
+	t.Helper()
+	var urls []*url.URL
+	for i := 0; i < n; i++ {
+		srv := httptest.NewServer(h(i))
+		t.Cleanup(srv.Close)
+		u, _ := url.Parse(srv.URL)
+		urls = append(urls, u)
+	}
+	return urls
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func whoAmI(i int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "backend %d path %s", i, r.URL.Path)
+	})
+}
+
+func startRouter(t *testing.T, svc *spec.Service, backends []*url.URL, opts Options) *httptest.Server {
+	t.Helper()
+	h, err := NewRouter(svc, backends, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func get(t *testing.T, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestShardRouterSendsEachKeyToItsShard(t *testing.T) {
+	svc := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 3, Key: spec.Key{PathSegment: 2}}}
+	rt := startRouter(t, svc, startBackends(t, 3, whoAmI), Options{})
+	hits := map[string]int{}
+	for i := 0; i < 300; i++ {
+		key := "key-" + strconv.Itoa(i)
+		want := "shard-" + strconv.Itoa(ShardOf(key, 3))
+		for range 2 {
+			resp, body := get(t, rt.URL+"/kv/"+key)
+			if got := resp.Header.Get(HeaderBackend); got != want {
+				t.Fatalf("%s served by %s, want %s", key, got, want)
+			}
+			if !strings.HasPrefix(body, "backend "+want[len("shard-"):]+" path /kv/"+key) {
+				t.Fatalf("%s: body %q came from the wrong backend or path", key, body)
+			}
+		}
+		hits[want]++
+	}
+	if len(hits) != 3 {
+		t.Fatalf("keys reached only %v", hits)
+	}
+
+	resp, body := get(t, rt.URL+"/kv")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "path segment 2") {
+		t.Fatalf("no key: %d %q; want 400 naming the key rule", resp.StatusCode, body)
+	}
+}
+
+func TestRouterHealthAndMetrics(t *testing.T) {
+	svc := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 2, Key: spec.Key{Header: "X-Key"}}}
+	rt := startRouter(t, svc, startBackends(t, 2, whoAmI), Options{})
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if resp, _ := get(t, rt.URL+p); resp.StatusCode != 200 {
+			t.Errorf("%s = %d", p, resp.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest("GET", rt.URL+"/x", nil)
+	req.Header.Set("X-Key", "alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	backend := resp.Header.Get(HeaderBackend)
+	waitMetrics(t, rt.URL,
+		`kiln_backend_requests_total{backend="`+backend+`",code="200",service="kv"} 1`,
+		`kiln_backend_request_duration_seconds_count{backend="`+backend+`",service="kv"} 1`)
+}
+
+// waitMetrics polls /metrics until it holds every want: a request is counted
+// just after its answer is sent.
+func waitMetrics(t *testing.T, base string, want ...string) {
+	t.Helper()
+	var metrics string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		_, metrics = get(t, base+"/metrics")
+		missing := false
+		for _, w := range want {
+			missing = missing || !strings.Contains(metrics, w)
+		}
+		if !missing {
+			return
+		}
+	}
+	t.Fatalf("metrics lack one of %q:\n%s", want, metrics)
+}
+
+func TestRouterNamesFailedBackend(t *testing.T) {
+	backends := startBackends(t, 1, whoAmI)
+	dead, _ := url.Parse("http://" + closedAddr(t))
+	svc := &spec.Service{Name: "hello", Simple: &spec.Simple{Replicas: 2}}
+	rt := startRouter(t, svc, append(backends, dead), Options{Logger: quiet})
+	get(t, rt.URL+"/")
+	resp, body := get(t, rt.URL+"/")
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get(HeaderBackend) != "replica-1" || !strings.Contains(body, "replica-1") {
+		t.Fatalf("dead backend: %d %s %q", resp.StatusCode, resp.Header.Get(HeaderBackend), body)
+	}
+	waitMetrics(t, rt.URL, `kiln_backend_errors_total{backend="replica-1",service="hello"} 1`)
+}
+
+// closedAddr is an address where nothing listens.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestSimpleRoundRobin(t *testing.T) {
+	svc := &spec.Service{Name: "hello", Simple: &spec.Simple{Replicas: 3}}
+	rt := startRouter(t, svc, startBackends(t, 3, whoAmI), Options{})
+	var got []string
+	for range 6 {
+		resp, _ := get(t, rt.URL+"/")
+		got = append(got, resp.Header.Get(HeaderBackend))
+	}
+	if want := "replica-0 replica-1 replica-2 replica-0 replica-1 replica-2"; strings.Join(got, " ") != want {
+		t.Fatalf("order %v, want %s", got, want)
+	}
+}
+
+func TestSpreadTwoChoicesAvoidsTheBusyReplica(t *testing.T) {
+	release := make(chan struct{})
+	busy := make(chan struct{}, 100)
+	backends := startBackends(t, 2, func(i int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if i == 0 && r.URL.Query().Has("hold") {
+				busy <- struct{}{}
+				<-release
+			}
+			fmt.Fprint(w, i)
+		})
+	})
+	svc := &spec.Service{Name: "s", Spread: &spec.Spread{Replicas: 2, Choice: spec.ChoiceTwoChoices}}
+	rt := startRouter(t, svc, backends, Options{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	// Keep sending held requests until one is in flight on replica 0.
+	for held := false; !held; {
+		wg.Add(1)
+		go func() { defer wg.Done(); get(t, rt.URL+"/?hold") }()
+		select {
+		case <-busy:
+			held = true
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	for range 20 {
+		if resp, _ := get(t, rt.URL+"/"); resp.Header.Get(HeaderBackend) != "replica-1" {
+			t.Fatalf("request went to %s while replica-0 was busy", resp.Header.Get(HeaderBackend))
+		}
+	}
+}
+
+func TestSpreadRandomUsesEveryReplica(t *testing.T) {
+	svc := &spec.Service{Name: "s", Spread: &spec.Spread{Replicas: 4, Choice: spec.ChoiceRandom}}
+	rt := startRouter(t, svc, startBackends(t, 4, whoAmI), Options{})
+	seen := map[string]bool{}
+	for i := 0; i < 200 && len(seen) < 4; i++ {
+		resp, _ := get(t, rt.URL+"/")
+		seen[resp.Header.Get(HeaderBackend)] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("200 requests reached only %v", seen)
+	}
+}
+
+// TestRouterStreams checks that neither the request nor the answer is held
+// whole: the client reads the echo of its first line before sending the
+// second.
+func TestRouterStreams(t *testing.T) {
+	echo := func(int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rc := http.NewResponseController(w)
+			rc.EnableFullDuplex()
+			w.WriteHeader(200)
+			rc.Flush()
+			sc := bufio.NewScanner(r.Body)
+			for sc.Scan() {
+				fmt.Fprintln(w, "echo:", sc.Text())
+				rc.Flush()
+			}
+		})
+	}
+	svc := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 2, Key: spec.Key{PathSegment: 1}}}
+	rt := startRouter(t, svc, startBackends(t, 2, echo), Options{})
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", rt.URL+"/stream", pr)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req = req.WithContext(ctx)
+	respc := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			close(respc)
+			return
+		}
+		respc <- resp
+	}()
+	fmt.Fprintln(pw, "one")
+	resp := <-respc
+	if resp == nil {
+		t.FailNow()
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	line, err := rd.ReadString('\n')
+	if err != nil || line != "echo: one\n" {
+		t.Fatalf("first line %q, %v: the router buffered instead of streaming", line, err)
+	}
+	fmt.Fprintln(pw, "two")
+	pw.Close()
+	if line, _ = rd.ReadString('\n'); line != "echo: two\n" {
+		t.Fatalf("second line %q", line)
+	}
+}
+
+func TestServeDrainsInFlightRequests(t *testing.T) {
+	started := make(chan struct{})
+	h := Leaf(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprint(w, "done")
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, ln, h, 5*time.Second) }()
+	got := make(chan string, 1)
+	go func() {
+		_, body := get(t, "http://"+ln.Addr().String()+"/slow")
+		got <- body
+	}()
+	<-started
+	cancel() // as on SIGTERM
+	if body := <-got; body != "done" {
+		t.Fatalf("in-flight request got %q", body)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if _, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
+		t.Fatal("still accepting after draining")
+	}
+}
