@@ -5,6 +5,8 @@ package main
 import (
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"sync"
 
 	"github.com/kiln-dev/kiln/sdk"
@@ -51,10 +53,16 @@ func (s *store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func main() {
+	// KV_SHARDS changes the shard count, to watch consistent hashing move
+	// only about 1/N of the keys.
+	shards := 3
+	if n, err := strconv.Atoi(os.Getenv("KV_SHARDS")); err == nil {
+		shards = n
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/kv/{key}", &store{data: map[string][]byte{}})
 	sdk.Run(spec.Service{
 		Name:  "kv",
-		Shard: &spec.Shard{Shards: 3, Key: spec.Key{PathSegment: 2}},
+		Shard: &spec.Shard{Shards: shards, Key: spec.Key{PathSegment: 2}},
 	}, mux)
 }
