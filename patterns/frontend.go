@@ -94,6 +94,53 @@ func (m *metrics) observe(backend string, code int, start time.Time, failed bool
 	}
 }
 
+// backend returns the series of one backend. A request then costs no label
+// lookup: each series is found once, the first time it is needed, so that
+// /metrics shows the same series as with observe.
+func (m *metrics) backend(name string) *backendMetrics {
+	return &backendMetrics{m: m, name: name}
+}
+
+// backendMetrics caches one backend's series.
+type backendMetrics struct {
+	m       *metrics
+	name    string
+	latency atomic.Pointer[prometheus.Observer]
+	errors  atomic.Pointer[prometheus.Counter]
+	codes   [600]atomic.Pointer[prometheus.Counter] // requests, by status code
+}
+
+func (b *backendMetrics) observe(code int, start time.Time, failed bool) {
+	var requests prometheus.Counter
+	if code >= 0 && code < len(b.codes) {
+		if c := b.codes[code].Load(); c != nil {
+			requests = *c
+		} else {
+			requests = b.m.requests.WithLabelValues(b.name, statusText(code))
+			b.codes[code].Store(&requests)
+		}
+	} else {
+		requests = b.m.requests.WithLabelValues(b.name, statusText(code))
+	}
+	requests.Inc()
+	latency := b.latency.Load()
+	if latency == nil {
+		o := b.m.latency.WithLabelValues(b.name)
+		latency = &o
+		b.latency.Store(latency)
+	}
+	(*latency).Observe(time.Since(start).Seconds())
+	if failed {
+		errors := b.errors.Load()
+		if errors == nil {
+			c := b.m.errors.WithLabelValues(b.name)
+			errors = &c
+			b.errors.Store(errors)
+		}
+		(*errors).Inc()
+	}
+}
+
 // statusText avoids an allocation per request for the common codes.
 func statusText(code int) string {
 	switch code {

@@ -20,7 +20,7 @@ var ErrNoKey = errors.New("no shard key in request")
 // KeyExtractor builds the KeyFunc for a key rule. fn is used for rules that
 // name a Go function (spec.Key.Func).
 func KeyExtractor(k spec.Key, fn KeyFunc) (KeyFunc, error) {
-	missing := fmt.Errorf("%w: the key is the %s", ErrNoKey, k)
+	missing := fmt.Errorf("%w: the key comes from %s", ErrNoKey, k)
 	switch {
 	case k.PathSegment > 0:
 		n := k.PathSegment

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,10 @@ func NewTransport() *http.Transport {
 	t.MaxIdleConnsPerHost = 512
 	t.IdleConnTimeout = 90 * time.Second
 	t.ForceAttemptHTTP2 = false
+	// Pass Accept-Encoding through as the client sent it: the transport
+	// neither asks backends for gzip on its own nor unzips their answers,
+	// work that changed nothing a client sees.
+	t.DisableCompression = true
 	return t
 }
 
@@ -98,11 +103,18 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 				pr.SetXForwarded()
 			},
 			Transport: transport,
-			// -1 flushes as bytes arrive, so streamed answers stream.
-			FlushInterval: -1,
+			// 0 leaves flushing to ReverseProxy for answers of unknown
+			// length (chunked streams, server-sent events): it flushes them
+			// as bytes arrive. Answers of known length are flushed by
+			// statusRecorder while bytes are still due, so they stream too;
+			// a complete answer goes out in one write when the handler
+			// returns. (-1 here would also flush the headers alone, from a
+			// timer goroutine, costing a second write per request.)
+			FlushInterval: 0,
 			BufferPool:    buffers,
 			ModifyResponse: func(resp *http.Response) error {
-				resp.Header.Set(HeaderBackend, name)
+				// Header.Set without re-canonicalizing a canonical key.
+				resp.Header[HeaderBackend] = []string{name}
 				return nil
 			},
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -117,6 +129,7 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 			},
 		})
 		rt.names = append(rt.names, name)
+		rt.series = append(rt.series, rt.metrics.backend(name))
 	}
 	return &frontend{next: rt, metrics: rt.metrics.handler()}, nil
 }
@@ -125,6 +138,7 @@ type router struct {
 	pick     picker
 	backends []*httputil.ReverseProxy
 	names    []string
+	series   []*backendMetrics // by backend, like names
 	metrics  *metrics
 }
 
@@ -145,7 +159,7 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	rt.backends[i].ServeHTTP(rec, r)
-	rt.metrics.observe(rt.names[i], rec.code, start, rec.code >= 500)
+	rt.series[i].observe(rec.code, start, rec.code >= 500)
 }
 
 func roundRobin(n int) picker {
@@ -177,14 +191,44 @@ func spread(n int, twoChoices bool) picker {
 
 // statusRecorder remembers the status code for metrics. Unwrap lets
 // http.ResponseController reach the real writer's Flush.
+//
+// It also streams answers of known length: while declared bytes are still
+// due, each write is flushed at once; the write that completes the answer is
+// not, so the server sends it together with the headers in one syscall when
+// the handler returns.
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code    int
+	wrote   bool
+	pending int64 // declared body bytes not yet written; -1 if unknown
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	s.code = code
+	if !s.wrote && code >= 200 {
+		s.wrote = true
+		s.code = code
+		s.pending = -1
+		if cl := s.ResponseWriter.Header().Get("Content-Length"); cl != "" {
+			if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+				s.pending = n
+			}
+		}
+	}
 	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
+	n, err := s.ResponseWriter.Write(b)
+	if s.pending >= 0 {
+		s.pending -= int64(n)
+		if s.pending > 0 && err == nil {
+			s.Flush()
+		}
+	}
+	return n, err
 }
 
 func (s *statusRecorder) Flush() {

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -78,7 +79,7 @@ type Key struct {
 func (k Key) String() string {
 	switch {
 	case k.PathSegment > 0:
-		return fmt.Sprintf("path segment %d", k.PathSegment)
+		return fmt.Sprintf("path segment %d (%sKEY)", k.PathSegment, strings.Repeat("/…", k.PathSegment-1)+"/")
 	case k.Regexp != "":
 		return fmt.Sprintf("first capture of regexp %q on the path", k.Regexp)
 	case k.Header != "":

@@ -255,6 +255,9 @@ func Run(ctx context.Context, t *patterns.Topology, opts Options, out io.Writer)
 		fmt.Fprintf(out, "kiln: %s serving at %s\n", e.Service, e.URL)
 	}
 	<-ctx.Done()
+	fmt.Fprintf(d.out, "kiln: stopping %d processes\n", len(d.procs))
+	d.Stop()
+	fmt.Fprintln(d.out, "kiln: stopped")
 	return nil
 }
 

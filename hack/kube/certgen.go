@@ -7,6 +7,7 @@
 //	ca.crt ca.key               self-signed CA (client CA + signer for the rest)
 //	apiserver.crt apiserver.key serving cert for 127.0.0.1/localhost/kubernetes.default...
 //	admin.crt admin.key         client cert CN=kiln-admin O=system:masters
+//	front-proxy.crt .key        client cert CN=front-proxy-client (requestheader)
 //	sa.key sa.pub               service-account token signing key pair
 //
 // Standard library only; run as `go run hack/kube/certgen.go -dir DIR`
@@ -64,6 +65,13 @@ func main() {
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, caCert, newKey(out("admin.key")), caKey)
+
+	// The apiserver's client identity towards aggregated API servers.
+	sign(out("front-proxy.crt"), &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "front-proxy-client"},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, caCert, newKey(out("front-proxy.key")), caKey)
 
 	saKey := newKey(out("sa.key"))
 	pub, err := x509.MarshalPKIXPublicKey(saKey.Public())

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-dev/kiln/internal/testbin"
+	"github.com/kiln-dev/kiln/spec"
+)
+
+// kiln builds the CLI and returns a function that runs it from the module
+// root.
+func kiln(t *testing.T) func(args ...string) *exec.Cmd {
+	t.Helper()
+	bin, err := testbin.Build(t.TempDir(), "./cmd/kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := testbin.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = root
+		return cmd
+	}
+}
+
+func TestCLI(t *testing.T) {
+	run := kiln(t)
+
+	t.Run("describe", func(t *testing.T) {
+		out, err := run("describe", "./examples/kv").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		app, err := spec.Parse(out)
+		if err != nil || app.Services[0].Shard == nil || app.Services[0].Shard.Shards != 3 {
+			t.Fatalf("describe printed %s (%v)", out, err)
+		}
+	})
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"describe", "./spec"}, "./spec is package spec, not a main package"},
+		{[]string{"run", "./no/such/dir"}, "./no/such/dir is not a Go package that builds"},
+		{[]string{"run", "--port", "99999", "./examples/kv"}, "--port 99999: want a port number"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, err := run(tc.args...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("got %v: %s\nwant an error containing %q", err, out, tc.want)
+			}
+		})
+	}
+
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"describe", "--help"}} {
+		out, err := run(args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Usage:") {
+			t.Errorf("kiln %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+
+	t.Run("run", func(t *testing.T) {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		port := l.Addr().(*net.TCPAddr).AddrPort().Port()
+		l.Close()
+		cmd := run("run", "./examples/hello", "--port", itoa(int(port)))
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		line := make(chan string, 1)
+		go func() {
+			l, _ := bufio.NewReader(stdout).ReadString('\n')
+			line <- l
+		}()
+		var got string
+		select {
+		case got = <-line:
+		case <-time.After(90 * time.Second):
+			t.Fatal("no serving line")
+		}
+		want := "kiln: hello serving at http://127.0.0.1:" + itoa(int(port)) + "\n"
+		if got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+		resp, err := http.Get(strings.TrimSpace(strings.TrimPrefix(got, "kiln: hello serving at ")) + "/?name=cli")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !regexp.MustCompile(`^hello, cli, from replica \d\n$`).Match(body) {
+			t.Fatalf("answer %q", body)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("kiln run exited with %v after Ctrl-C", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("kiln run did not stop after Ctrl-C")
+		}
+	})
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
