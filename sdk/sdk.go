@@ -199,7 +199,7 @@ func serveRole(ctx context.Context, app *spec.App, role patterns.Role, handler h
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "role", role, "service", svc.Name, "index", Self().Index, "addr", ln.Addr().String())
+	log.Info("serving", "role", role, "service", svc.Name, "index", Self().Index, "addr", ln.Addr().String(), "pid", os.Getpid())
 	return patterns.Serve(ctx, ln, h, patterns.DefaultGrace)
 }
 
