@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 
@@ -88,10 +89,15 @@ func MergeObjects(parts []LeafResponse) (Response, error) {
 		var obj map[string]any
 		dec := json.NewDecoder(bytes.NewReader(p.Body))
 		dec.UseNumber() // keep large integers exact
-		if err := dec.Decode(&obj); err != nil || obj == nil {
-			if err == nil {
-				err = errors.New("null")
-			}
+		err := dec.Decode(&obj)
+		switch {
+		case err != nil:
+		case obj == nil:
+			err = errors.New("null")
+		case dec.Decode(&struct{}{}) != io.EOF:
+			err = errors.New("data after the object")
+		}
+		if err != nil {
 			return Response{}, &LeafError{Leaf: p.Leaf, Err: fmt.Errorf("answer is not a JSON object: %w", err)}
 		}
 		mergeInto(merged, obj)

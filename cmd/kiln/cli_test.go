@@ -124,4 +124,3 @@ func TestCLI(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
