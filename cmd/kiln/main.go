@@ -37,6 +37,6 @@ replicas. The default target runs them as local processes, with no daemon.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newDescribeCmd())
+	root.AddCommand(newRunCmd(), newDescribeCmd(), newRenderCmd(), newDeployCmd(), newDownCmd())
 	return root
 }

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kiln-dev/kiln/deployer/kubernetes"
+	"github.com/spf13/cobra"
+)
+
+// clusterFlags are kubectl's flags for finding a cluster.
+func clusterFlags(cmd *cobra.Command, o *kubernetes.ClientOptions, target *string) {
+	cmd.Flags().StringVar(target, "target", "kubernetes", "where to deploy: kubernetes")
+	cmd.Flags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	cmd.Flags().StringVar(&o.Context, "context", "", "kubeconfig context (default: the current context)")
+	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's)")
+}
+
+func checkTarget(target string) error {
+	if target != "kubernetes" {
+		return fmt.Errorf("--target %q: this command deploys to kubernetes; for local processes use kiln run", target)
+	}
+	return nil
+}
+
+func newDeployCmd() *cobra.Command {
+	var (
+		co      kubernetes.ClientOptions
+		target  string
+		image   string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy [package]",
+		Short: "Deploy a main package's topology to a cluster and wait for the rollout",
+		Long: `deploy renders the main package's topology (see kiln render), applies it
+with server-side apply (field manager "kiln"), deletes the objects of the same
+app that the new render no longer has, and waits until every workload has
+rolled out. It fails naming the object and the reason when one does not.`,
+		Example: `  kiln deploy --target kubernetes ./examples/kv --image registry.example/kv:1
+  kiln deploy ./examples/search --image search:dev --context kind-dev -n search`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkTarget(target); err != nil {
+				return err
+			}
+			_, app, cleanup, err := compileAndDescribe(cmd.Context(), pkgArg(args), false)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			objs, err := kubernetes.Render(app, kubernetes.Options{Image: image})
+			if err != nil {
+				return err
+			}
+			c, err := kubernetes.Connect(co, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if _, err := c.Apply(cmd.Context(), app.Name, objs); err != nil {
+				return err
+			}
+			if err := c.Wait(cmd.Context(), objs, timeout); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "kiln: %s rolled out in namespace %s\n", app.Name, c.Namespace)
+			return nil
+		},
+	}
+	clusterFlags(cmd, &co, &target)
+	cmd.Flags().StringVar(&image, "image", "", "image reference every role runs (required)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the rollout")
+	return cmd
+}
+
+func newDownCmd() *cobra.Command {
+	var (
+		co     kubernetes.ClientOptions
+		target string
+		appArg string
+	)
+	cmd := &cobra.Command{
+		Use:   "down [package]",
+		Short: "Delete everything of an app from a cluster and wait until it is gone",
+		Long: `down deletes every object kiln deployed for the app (found by its labels)
+and waits until they and their pods are gone. Name the app with --app, or give
+the main package to read its name from its spec.`,
+		Example: `  kiln down ./examples/kv
+  kiln down --app kv -n shop`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkTarget(target); err != nil {
+				return err
+			}
+			name := appArg
+			if name == "" {
+				_, app, cleanup, err := compileAndDescribe(cmd.Context(), pkgArg(args), false)
+				if err != nil {
+					return err
+				}
+				cleanup()
+				name = app.Name
+			}
+			c, err := kubernetes.Connect(co, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			deleted, err := c.Down(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "kiln: %s is down (%d objects deleted)\n", name, len(deleted))
+			return nil
+		},
+	}
+	clusterFlags(cmd, &co, &target)
+	cmd.Flags().StringVar(&appArg, "app", "", "app name (default: read from the package's spec)")
+	return cmd
+}

@@ -1,0 +1,155 @@
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/kiln-dev/kiln/internal/e2e"
+)
+
+func testCluster(t *testing.T, cfg *rest.Config) *Cluster {
+	t.Helper()
+	c, err := connect(cfg, e2e.Namespace(t, cfg, "kiln-test"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestApplyEveryCase applies every table case into a namespace that
+// enforces Pod Security "restricted", waits for the rollout on kwok nodes,
+// and applies again to see that nothing changes.
+func TestApplyEveryCase(t *testing.T) {
+	cfg := e2e.Cluster(t)
+	for name, app := range cases() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := testCluster(t, cfg)
+			ctx := context.Background()
+			objs, err := Render(app, Options{Image: "registry.example/" + name + ":1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Apply(ctx, app.Name, objs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Changed) != len(objs) {
+				t.Fatalf("first apply created %d of %d objects", len(res.Changed), len(objs))
+			}
+			// Pods exist and are ready only if admission let them in.
+			if err := c.Wait(ctx, objs, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			res, err = c.Apply(ctx, app.Name, objs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Changed) != 0 || len(res.Pruned) != 0 {
+				t.Fatalf("second apply changed %v and pruned %v; want nothing", res.Changed, res.Pruned)
+			}
+		})
+	}
+}
+
+func TestApplyPrunesWhatWasRemoved(t *testing.T) {
+	cfg := e2e.Cluster(t)
+	c := testCluster(t, cfg)
+	ctx := context.Background()
+	apps := cases()
+	full := apps["shard-sidecar-init"]
+	full.Services = append(full.Services, apps["hello"].Services[0])
+	objs, err := Render(full, Options{Image: "img:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, full.Name, objs); err != nil {
+		t.Fatal(err)
+	}
+
+	// Drop the sidecar: the pods change, nothing is pruned.
+	noSidecar := *full
+	noSidecar.Services = slices.Clone(full.Services)
+	noSidecar.Services[0].Sidecars = nil
+	objs, _ = Render(&noSidecar, Options{Image: "img:1"})
+	res, err := c.Apply(ctx, full.Name, objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Pruned) != 0 || !slices.Equal(res.Changed, []string{"StatefulSet/kv-shard", "Deployment/kv-router"}) {
+		t.Fatalf("removing a sidecar changed %v and pruned %v", res.Changed, res.Pruned)
+	}
+	sts, err := c.dyn.Resource(managed[1]).Namespace(c.Namespace).Get(ctx, "kv-shard", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(mustJSON(t, sts.Object), "log-agent") {
+		t.Fatal("the sidecar is still in the StatefulSet")
+	}
+
+	// Drop a whole service: exactly its objects go.
+	oneService := noSidecar
+	oneService.Services = noSidecar.Services[:1]
+	objs, _ = Render(&oneService, Options{Image: "img:1"})
+	res, err = c.Apply(ctx, full.Name, objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Deployment/hello-replica", "PodDisruptionBudget/hello-replica", "Service/hello"}
+	if !slices.Equal(res.Pruned, want) || len(res.Changed) != 0 {
+		t.Fatalf("removing service hello pruned %v and changed %v; want pruned %v only", res.Pruned, res.Changed, want)
+	}
+
+	deleted, err := c.Down(ctx, full.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deleted) != len(objs) {
+		t.Fatalf("down deleted %v; want the %d objects left", deleted, len(objs))
+	}
+}
+
+func TestWaitNamesAWorkloadThatCannotBecomeReady(t *testing.T) {
+	cfg := e2e.Cluster(t)
+	c := testCluster(t, cfg)
+	ctx := context.Background()
+	objs, err := Render(cases()["kv"], Options{Image: "img:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if d, ok := o.(*appsv1.Deployment); ok {
+			d.Spec.Template.Spec.NodeSelector = map[string]string{"disk": "nonexistent"}
+		}
+	}
+	if _, err := c.Apply(ctx, "kv", objs); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Wait(ctx, objs, 5*time.Second)
+	var re *RolloutError
+	if !errorsAs(err, &re) || re.Object != "Deployment/kv-router" || !strings.Contains(re.Reason, "Unschedulable") || !strings.Contains(re.Reason, "node affinity/selector") {
+		t.Fatalf("err = %v; want a RolloutError naming Deployment/kv-router as unschedulable", err)
+	}
+	t.Log(err)
+}
+
+func errorsAs(err error, target **RolloutError) bool { return errors.As(err, target) }
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
