@@ -25,10 +25,12 @@ func checkTarget(target string) error {
 
 func newDeployCmd() *cobra.Command {
 	var (
-		co      kubernetes.ClientOptions
-		target  string
-		image   string
-		timeout time.Duration
+		co       kubernetes.ClientOptions
+		target   string
+		image    string
+		timeout  time.Duration
+		wait     bool
+		specFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy [package]",
@@ -44,11 +46,10 @@ rolled out. It fails naming the object and the reason when one does not.`,
 			if err := checkTarget(target); err != nil {
 				return err
 			}
-			_, app, cleanup, err := compileAndDescribe(cmd.Context(), pkgArg(args), false)
+			app, err := loadApp(cmd.Context(), args, specFile)
 			if err != nil {
 				return err
 			}
-			defer cleanup()
 			objs, err := kubernetes.Render(app, kubernetes.Options{Image: image})
 			if err != nil {
 				return err
@@ -60,6 +61,9 @@ rolled out. It fails naming the object and the reason when one does not.`,
 			if _, err := c.Apply(cmd.Context(), app.Name, objs); err != nil {
 				return err
 			}
+			if !wait {
+				return nil
+			}
 			if err := c.Wait(cmd.Context(), objs, timeout); err != nil {
 				return err
 			}
@@ -70,14 +74,17 @@ rolled out. It fails naming the object and the reason when one does not.`,
 	clusterFlags(cmd, &co, &target)
 	cmd.Flags().StringVar(&image, "image", "", "image reference every role runs (required)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the rollout")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait for every workload to roll out")
+	specFlag(cmd, &specFile)
 	return cmd
 }
 
 func newDownCmd() *cobra.Command {
 	var (
-		co     kubernetes.ClientOptions
-		target string
-		appArg string
+		co       kubernetes.ClientOptions
+		target   string
+		appArg   string
+		specFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "down [package]",
@@ -94,11 +101,10 @@ the main package to read its name from its spec.`,
 			}
 			name := appArg
 			if name == "" {
-				_, app, cleanup, err := compileAndDescribe(cmd.Context(), pkgArg(args), false)
+				app, err := loadApp(cmd.Context(), args, specFile)
 				if err != nil {
 					return err
 				}
-				cleanup()
 				name = app.Name
 			}
 			c, err := kubernetes.Connect(co, cmd.ErrOrStderr())
@@ -115,5 +121,6 @@ the main package to read its name from its spec.`,
 	}
 	clusterFlags(cmd, &co, &target)
 	cmd.Flags().StringVar(&appArg, "app", "", "app name (default: read from the package's spec)")
+	specFlag(cmd, &specFile)
 	return cmd
 }

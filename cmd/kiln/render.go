@@ -9,7 +9,7 @@ import (
 
 func newRenderCmd() *cobra.Command {
 	var opts kubernetes.Options
-	var format string
+	var format, specFile string
 	cmd := &cobra.Command{
 		Use:   "render [package]",
 		Short: "Print the Kubernetes objects of a main package's topology",
@@ -24,11 +24,10 @@ output is deterministic and kubectl apply -f - accepts it.`,
 			if format != "yaml" && format != "json" {
 				return fmt.Errorf("-o %q: want yaml or json", format)
 			}
-			_, app, cleanup, err := compileAndDescribe(cmd.Context(), pkgArg(args), false)
+			app, err := loadApp(cmd.Context(), args, specFile)
 			if err != nil {
 				return err
 			}
-			defer cleanup()
 			objs, err := kubernetes.Render(app, opts)
 			if err != nil {
 				return err
@@ -47,5 +46,6 @@ output is deterministic and kubectl apply -f - accepts it.`,
 	cmd.Flags().StringVar(&opts.Image, "image", "", "image reference every role runs (required)")
 	cmd.Flags().StringVarP(&opts.Namespace, "namespace", "n", "", "namespace written into every object")
 	cmd.Flags().StringVarP(&format, "output", "o", "yaml", "yaml or json")
+	specFlag(cmd, &specFile)
 	return cmd
 }

@@ -103,3 +103,38 @@ func compileAndDescribe(ctx context.Context, pkg string, image bool) (bin string
 	}
 	return bin, app, cleanup, nil
 }
+
+// specFlag adds --spec, which reads an app from its JSON form instead of
+// building a package.
+func specFlag(cmd *cobra.Command, file *string) {
+	cmd.Flags().StringVar(file, "spec", "", "read the app from this spec JSON file (as kiln describe prints) instead of a package")
+}
+
+// loadApp reads the app from a spec file when one is given, else from the
+// package's own description of itself.
+func loadApp(ctx context.Context, args []string, specFile string) (*spec.App, error) {
+	if specFile == "" {
+		_, app, cleanup, err := compileAndDescribe(ctx, pkgArg(args), false)
+		if err != nil {
+			return nil, err
+		}
+		cleanup()
+		return app, nil
+	}
+	if len(args) > 0 {
+		return nil, fmt.Errorf("give either a package or --spec, not both")
+	}
+	b, err := os.ReadFile(specFile)
+	if err != nil {
+		return nil, err
+	}
+	app, err := spec.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", specFile, err)
+	}
+	app.SetDefaults()
+	if err := app.Validate(); err != nil {
+		return nil, fmt.Errorf("%s:\n%w", specFile, err)
+	}
+	return app, nil
+}

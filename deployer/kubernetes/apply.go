@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,39 +93,68 @@ type Result struct {
 	Pruned  []string
 }
 
+// applyWorkers bounds concurrent requests: enough to hide round trips,
+// few enough to stay inside client-side rate limits.
+const applyWorkers = 16
+
 // Apply applies objs with server-side apply as field manager "kiln", then
 // deletes the objects of the same app that objs no longer contain.
 func (c *Cluster) Apply(ctx context.Context, app string, objs []metav1.Object) (*Result, error) {
+	type outcome struct {
+		id      string
+		changed bool
+		err     error
+	}
+	out := make([]outcome, len(objs))
+	sem := make(chan struct{}, applyWorkers)
+	var wg sync.WaitGroup
+	for i, o := range objs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i].id, out[i].changed, out[i].err = c.applyOne(ctx, o)
+		}()
+	}
+	wg.Wait()
+
 	res := &Result{}
 	keep := map[string]bool{}
-	for _, o := range objs {
-		u, err := c.unstructured(o)
-		if err != nil {
-			return res, err
+	for _, r := range out {
+		if r.err != nil {
+			return res, r.err
 		}
-		id := u.GetKind() + "/" + u.GetName()
-		keep[id] = true
-		ri, err := c.resource(u)
-		if err != nil {
-			return res, err
-		}
-		var before *unstructured.Unstructured
-		if cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{}); err == nil {
-			before = cur
-		}
-		got, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
-		if err != nil {
-			return res, fmt.Errorf("applying %s: %w", id, err)
-		}
-		res.Applied = append(res.Applied, id)
-		if changed(before, got) {
-			res.Changed = append(res.Changed, id)
-			fmt.Fprintf(c.out, "kiln: applied %s\n", id)
+		keep[r.id] = true
+		res.Applied = append(res.Applied, r.id)
+		if r.changed {
+			res.Changed = append(res.Changed, r.id)
+			fmt.Fprintf(c.out, "kiln: applied %s\n", r.id)
 		}
 	}
 	pruned, err := c.prune(ctx, app, keep)
 	res.Pruned = pruned
 	return res, err
+}
+
+func (c *Cluster) applyOne(ctx context.Context, o metav1.Object) (string, bool, error) {
+	u, err := c.unstructured(o)
+	if err != nil {
+		return "", false, err
+	}
+	id := u.GetKind() + "/" + u.GetName()
+	ri, err := c.resource(u)
+	if err != nil {
+		return id, false, err
+	}
+	var before *unstructured.Unstructured
+	if cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{}); err == nil {
+		before = cur
+	}
+	got, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	if err != nil {
+		return id, false, fmt.Errorf("applying %s: %w", id, err)
+	}
+	return id, changed(before, got), nil
 }
 
 // changed reports whether an apply changed the object. Controllers update
