@@ -68,7 +68,7 @@ func TestApplyPrunesWhatWasRemoved(t *testing.T) {
 	ctx := context.Background()
 	apps := cases()
 	full := apps["shard-sidecar-init"]
-	full.Services = append(full.Services, apps["hello"].Services[0])
+	full.Services = append(full.Services, apps["example-hello"].Services[0])
 	objs, err := Render(full, Options{Image: "img:1"})
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestWaitNamesAWorkloadThatCannotBecomeReady(t *testing.T) {
 	cfg := e2e.Cluster(t)
 	c := testCluster(t, cfg)
 	ctx := context.Background()
-	objs, err := Render(cases()["kv"], Options{Image: "img:1"})
+	objs, err := Render(cases()["example-kv"], Options{Image: "img:1"})
 	if err != nil {
 		t.Fatal(err)
 	}

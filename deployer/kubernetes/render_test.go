@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,17 +48,30 @@ func cases() map[string]*spec.App {
 	ambassador := kv
 	ambassador.Port = 9090
 	ambassador.Shard = &spec.Shard{Shards: 3, Key: spec.Key{Header: "X-User"}, Ambassador: "web"}
-	return map[string]*spec.App{
-		"hello":              app("hello", hello),
-		"kv":                 app("kv", kv),
-		"search":             app("search", search),
-		"spread":             app("spread", spread),
+	out := map[string]*spec.App{
 		"simple-all":         app("simple-all", public(withInit(logging(scaled(hello))))),
 		"shard-sidecar-init": app("shard-sidecar-init", withInit(logging(kv))),
 		"scatter-public":     app("scatter-public", public(logging(search))),
 		"spread-scaled":      app("spread-scaled", scaled(withInit(spread))),
 		"ambassador":         app("ambassador", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, ambassador),
 	}
+	// Every example, as its program describes itself.
+	examples, _ := filepath.Glob("../../examples/testdata/*.json")
+	for _, path := range examples {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			panic(err)
+		}
+		a, err := spec.Parse(b)
+		if err != nil {
+			panic(fmt.Sprintf("%s: %v", path, err))
+		}
+		out["example-"+strings.TrimSuffix(filepath.Base(path), ".json")] = a
+	}
+	if len(examples) < 4 {
+		panic("examples/testdata lacks the examples' specs")
+	}
+	return out
 }
 
 func TestRenderGolden(t *testing.T) {
