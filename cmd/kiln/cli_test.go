@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-dev/kiln/internal/e2e"
 	"github.com/kiln-dev/kiln/internal/testbin"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -124,3 +125,33 @@ func TestCLI(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestDeployAndDown(t *testing.T) {
+	cfg := e2e.Cluster(t)
+	ns := e2e.Namespace(t, cfg, "kiln-cli")
+	run := kiln(t)
+	kc := e2e.Kubeconfig()
+
+	out, err := run("deploy", "./examples/kv", "--image", "registry.example/kv:1", "--kubeconfig", kc, "-n", ns).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "kiln: kv rolled out in namespace "+ns) {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	for _, want := range []string{"kiln: applied StatefulSet/kv-shard", "kiln: rollout StatefulSet/kv-shard: 3/3 updated, 3/3 ready"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("deploy output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = run("deploy", "./examples/kv", "--image", "registry.example/kv:1", "--kubeconfig", kc, "-n", ns).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "kiln: applied") {
+		t.Fatalf("second deploy changed something: %v\n%s", err, out)
+	}
+	out, err = run("down", "--app", "kv", "--kubeconfig", kc, "-n", ns).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "kiln: kv is down (5 objects deleted)") {
+		t.Fatalf("down: %v\n%s", err, out)
+	}
+
+	out, err = run("deploy", "--target", "mars", "./examples/kv", "--image", "x").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `--target "mars"`) {
+		t.Fatalf("unknown target: %v\n%s", err, out)
+	}
+}
