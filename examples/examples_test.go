@@ -25,12 +25,11 @@ import (
 	"time"
 
 	"github.com/kiln-dev/kiln/deployer/local"
+	"github.com/kiln-dev/kiln/internal/golden"
 	"github.com/kiln-dev/kiln/internal/testbin"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // bins are the example binaries, built once.
 var bins = map[string]string{}
@@ -137,18 +136,7 @@ func TestDescribeMatchesGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", name+".json")
-			if *update {
-				os.MkdirAll("testdata", 0o755)
-				os.WriteFile(path, got, 0o644)
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (go test -update creates it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("spec of %s changed (go test -update rewrites it):\n%s", name, got)
-			}
+			golden.Check(t, name+".json", got)
 		})
 	}
 }
@@ -505,16 +493,8 @@ func TestDriverCtrlCLeavesNothingBehind(t *testing.T) {
 	if n := len(marked(mark)); n != 5 {
 		t.Fatalf("%d processes run; want the driver, a router and 3 shards", n)
 	}
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("driver exited with %v after Ctrl-C; want 0", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("driver did not stop within 20s of Ctrl-C")
+	if err := testbin.Interrupt(cmd, 20*time.Second); err != nil {
+		t.Fatalf("driver after Ctrl-C: %v; want exit status 0", err)
 	}
 	waitNoneMarked(t, mark, time.Second)
 }

@@ -2,15 +2,12 @@ package spec
 
 import (
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/kiln-dev/kiln/internal/golden"
+)
 
 func TestValidateReportsEveryFieldPath(t *testing.T) {
 	app := &App{
@@ -107,7 +104,7 @@ func TestStableJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "search.json", got)
+	golden.Check(t, "search.json", got)
 
 	back, err := Parse(got)
 	if err != nil {
@@ -123,22 +120,5 @@ func TestParseRefusesUnknownFields(t *testing.T) {
 	_, err := Parse([]byte(`{"name":"a","services":[{"name":"a","shards":3}]}`))
 	if err == nil || !strings.Contains(err.Error(), `unknown field "shards"`) {
 		t.Fatalf("err = %v; want it to name the unknown field", err)
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }

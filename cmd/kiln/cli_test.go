@@ -110,16 +110,8 @@ func TestCLI(t *testing.T) {
 		if !regexp.MustCompile(`^hello, cli, from replica \d\n$`).Match(body) {
 			t.Fatalf("answer %q", body)
 		}
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("kiln run exited with %v after Ctrl-C", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("kiln run did not stop after Ctrl-C")
+		if err := testbin.Interrupt(cmd, 20*time.Second); err != nil {
+			t.Fatalf("kiln run after Ctrl-C: %v; want exit status 0", err)
 		}
 	})
 }

@@ -1,7 +1,6 @@
 package kubernetes
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,10 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kiln-dev/kiln/internal/golden"
 	"github.com/kiln-dev/kiln/spec"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // cases is a table of apps covering each pattern with sidecars, init
 // containers, autoscaling and public entry points.
@@ -89,19 +87,7 @@ func TestRenderGolden(t *testing.T) {
 			if b, _ := YAML(again); string(b) != string(got) {
 				t.Fatal("two renders of the same app differ")
 			}
-			path := filepath.Join("testdata", name+".yaml")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (go test -update creates it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("render of %s differs from %s (go test -update rewrites it)", name, path)
-			}
+			golden.Check(t, name+".yaml", got)
 			checkSecure(t, objs)
 		})
 	}

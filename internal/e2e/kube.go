@@ -68,4 +68,3 @@ func Namespace(t testing.TB, cfg *rest.Config, prefix string) string {
 
 // Kubeconfig is the path of the test cluster's kubeconfig.
 func Kubeconfig() string { return os.Getenv(EnvKubeconfig) }
-

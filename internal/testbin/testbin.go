@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Root is the module's root directory.
@@ -39,4 +40,18 @@ func Build(dir, pkg string, extra ...string) (string, error) {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	return bin, nil
+}
+
+// Interrupt sends cmd SIGINT, as Ctrl-C does, and waits up to within for it
+// to exit; it returns the exit error, or an error when it did not stop.
+func Interrupt(cmd *exec.Cmd, within time.Duration) error {
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		return fmt.Errorf("%s did not stop within %s of Ctrl-C", cmd.Path, within)
+	}
 }
