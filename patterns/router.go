@@ -55,12 +55,24 @@ func NewTransport() *http.Transport {
 	return t
 }
 
-// picker chooses the backend for one request. done, when not nil, is called
-// once the request has finished.
-type picker func(r *http.Request) (i int, done func(), err error)
+// picker chooses the backend for one request among bs.
+type picker func(r *http.Request, bs []*backend) (*backend, error)
+
+// backend is one place a router forwards to.
+type backend struct {
+	name     string // "shard-2", or "replica-10.0.3.7" for resolved ones
+	proxy    *httputil.ReverseProxy
+	series   *backendMetrics
+	inflight atomic.Int64
+}
 
 // NewRouter returns the data plane of a simple, shard or spread service: it
 // forwards each request, streaming, to one of backends.
+//
+// A simple or spread router also takes a single URL of the form
+// dns+http://host:port: it then forwards to every address host resolves
+// to, resolving again every few seconds, so replicas may come and go (a
+// headless Service on Kubernetes).
 func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handler, error) {
 	if len(backends) == 0 {
 		return nil, fmt.Errorf("service %q: router needs at least one backend", svc.Name)
@@ -69,35 +81,50 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 	unit := "replica"
 	switch {
 	case svc.Simple != nil:
-		pick = roundRobin(len(backends))
+		pick = roundRobin()
 	case svc.Shard != nil:
 		unit = "shard"
 		key, err := KeyExtractor(svc.Shard.Key, opts.KeyFunc)
 		if err != nil {
 			return nil, fmt.Errorf("service %q: %w", svc.Name, err)
 		}
-		n := len(backends)
-		pick = func(r *http.Request) (int, func(), error) {
+		pick = func(r *http.Request, bs []*backend) (*backend, error) {
 			k, err := key(r)
 			if err != nil {
-				return 0, nil, err
+				return nil, err
 			}
-			return ShardOf(k, n), nil, nil
+			return bs[ShardOf(k, len(bs))], nil
 		}
 	case svc.Spread != nil:
-		pick = spread(len(backends), svc.Spread.Choice == spec.ChoiceTwoChoices)
+		pick = spread(svc.Spread.Choice == spec.ChoiceTwoChoices)
 	default:
 		return nil, fmt.Errorf("service %q: pattern %q has no router", svc.Name, svc.Pattern())
 	}
 
 	rt := &router{pick: pick, metrics: newMetrics(svc.Name)}
+	newBackend := rt.backendMaker(opts)
+	if len(backends) == 1 && backends[0].Scheme == dnsScheme {
+		if svc.Shard != nil {
+			return nil, fmt.Errorf("service %q: a shard router needs one fixed URL per shard, not %s", svc.Name, backends[0])
+		}
+		rt.set = newResolvedSet(backends[0], unit, newBackend, opts.logger())
+	} else {
+		var bs []*backend
+		for i, u := range backends {
+			bs = append(bs, newBackend(fmt.Sprintf("%s-%d", unit, i), u))
+		}
+		rt.set = staticSet(bs)
+	}
+	return &frontend{next: rt, metrics: rt.metrics.handler()}, nil
+}
+
+// backendMaker returns a function that builds the proxy to one backend.
+func (rt *router) backendMaker(opts Options) func(name string, target *url.URL) *backend {
 	transport := opts.transport()
 	log := opts.logger()
 	buffers := newBufferPool()
-	for i, u := range backends {
-		name := fmt.Sprintf("%s-%d", unit, i)
-		target := u
-		rt.backends = append(rt.backends, &httputil.ReverseProxy{
+	return func(name string, target *url.URL) *backend {
+		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
 				pr.SetXForwarded()
@@ -127,30 +154,30 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 				log.Warn("backend failed", "backend", name, "err", err)
 				http.Error(w, fmt.Sprintf("kiln: %s failed: %v", name, err), http.StatusBadGateway)
 			},
-		})
-		rt.names = append(rt.names, name)
-		rt.series = append(rt.series, rt.metrics.backend(name))
+		}
+		return &backend{name: name, proxy: proxy, series: rt.metrics.backend(name)}
 	}
-	return &frontend{next: rt, metrics: rt.metrics.handler()}, nil
 }
 
 type router struct {
-	pick     picker
-	backends []*httputil.ReverseProxy
-	names    []string
-	series   []*backendMetrics // by backend, like names
-	metrics  *metrics
+	pick    picker
+	set     backendSet
+	metrics *metrics
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	i, done, err := rt.pick(r)
+	bs := rt.set.current(r.Context())
+	if len(bs) == 0 {
+		http.Error(w, "kiln: no backend to forward to: "+rt.set.String(), http.StatusServiceUnavailable)
+		return
+	}
+	b, err := rt.pick(r, bs)
 	if err != nil {
 		http.Error(w, "kiln: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if done != nil {
-		defer done()
-	}
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
 	if r.ContentLength != 0 {
 		// Let the answer stream back while the body still streams in; Go's
 		// HTTP/1 server otherwise stops reading the body at the first write.
@@ -158,34 +185,33 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-	rt.backends[i].ServeHTTP(rec, r)
-	rt.series[i].observe(rec.code, start, rec.code >= 500)
+	b.proxy.ServeHTTP(rec, r)
+	b.series.observe(rec.code, start, rec.code >= 500)
 }
 
-func roundRobin(n int) picker {
+func roundRobin() picker {
 	var next atomic.Uint64
-	return func(*http.Request) (int, func(), error) {
-		return int((next.Add(1) - 1) % uint64(n)), nil, nil
+	return func(_ *http.Request, bs []*backend) (*backend, error) {
+		return bs[(next.Add(1)-1)%uint64(len(bs))], nil
 	}
 }
 
 // spread picks a random backend, or with twoChoices the one with fewer
 // requests in flight of two random ones ("the power of two choices").
-func spread(n int, twoChoices bool) picker {
-	inflight := make([]atomic.Int64, n)
-	return func(*http.Request) (int, func(), error) {
+func spread(twoChoices bool) picker {
+	return func(_ *http.Request, bs []*backend) (*backend, error) {
+		n := len(bs)
 		i := rand.IntN(n)
 		if twoChoices && n > 1 {
 			j := rand.IntN(n - 1)
 			if j >= i {
 				j++
 			}
-			if inflight[j].Load() < inflight[i].Load() {
+			if bs[j].inflight.Load() < bs[i].inflight.Load() {
 				i = j
 			}
 		}
-		inflight[i].Add(1)
-		return i, func() { inflight[i].Add(-1) }, nil
+		return bs[i], nil
 	}
 }
 

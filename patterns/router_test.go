@@ -296,3 +296,37 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		t.Fatal("still accepting after draining")
 	}
 }
+
+// TestSpreadResolvesReplicasByName forwards to every address a name
+// resolves to, as a spread router does with a headless Service.
+func TestSpreadResolvesReplicasByName(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	srv := &http.Server{Handler: whoAmI(0)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	// localhost may also resolve to ::1; serve there too when we can.
+	if ln6, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", port)); err == nil {
+		srv6 := &http.Server{Handler: whoAmI(1)}
+		go srv6.Serve(ln6)
+		t.Cleanup(func() { srv6.Close() })
+	}
+	u, _ := url.Parse(fmt.Sprintf("dns+http://localhost:%d", port))
+	svc := &spec.Service{Name: "s", Spread: &spec.Spread{Replicas: 2, Choice: spec.ChoiceTwoChoices}}
+	rt := startRouter(t, svc, []*url.URL{u}, Options{Logger: quiet})
+	for range 10 {
+		resp, body := get(t, rt.URL+"/x")
+		b := resp.Header.Get(HeaderBackend)
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "backend ") || (b != "replica-127.0.0.1" && b != "replica-::1") {
+			t.Fatalf("got %d from %q: %q", resp.StatusCode, b, body)
+		}
+	}
+
+	shard := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 2, Key: spec.Key{PathSegment: 1}}}
+	if _, err := NewRouter(shard, []*url.URL{u}, Options{}); err == nil || !strings.Contains(err.Error(), "one fixed URL per shard") {
+		t.Fatalf("shard router over a DNS name: %v", err)
+	}
+}
