@@ -30,7 +30,7 @@ func (o *Options) transport() http.RoundTripper {
 	if o.Transport != nil {
 		return o.Transport
 	}
-	return NewTransport()
+	return newHopTransport(NewTransport())
 }
 
 func (o *Options) logger() *slog.Logger {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -328,5 +329,88 @@ func TestSpreadResolvesReplicasByName(t *testing.T) {
 	shard := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 2, Key: spec.Key{PathSegment: 1}}}
 	if _, err := NewRouter(shard, []*url.URL{u}, Options{}); err == nil || !strings.Contains(err.Error(), "one fixed URL per shard") {
 		t.Fatalf("shard router over a DNS name: %v", err)
+	}
+}
+
+// TestRouterKeepsBackendConnections checks the router's backend transport:
+// sequential requests share one connection, a connection the backend
+// closed while idle is replaced without failing a request, and a client
+// that gives up frees the router at once.
+func TestRouterKeepsBackendConnections(t *testing.T) {
+	var conns atomic.Int64
+	slow := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-slow
+		}
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	defer close(slow)
+	u, _ := url.Parse(srv.URL)
+	svc := &spec.Service{Name: "hello", Simple: &spec.Simple{Replicas: 1}}
+	rt := startRouter(t, svc, []*url.URL{u}, Options{Logger: quiet})
+
+	for range 20 {
+		if resp, body := get(t, rt.URL+"/"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("20 sequential requests opened %d backend connections; want 1", n)
+	}
+	srv.CloseClientConnections()
+	if resp, body := get(t, rt.URL+"/"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("after the backend closed its idle connections: %d %q", resp.StatusCode, body)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", rt.URL+"/slow", nil)
+	start := time.Now()
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("a request the client gave up on succeeded")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("cancelling took %s", took)
+	}
+	if resp, _ := get(t, rt.URL+"/"); resp.StatusCode != 200 {
+		t.Fatalf("after a cancelled request: %d", resp.StatusCode)
+	}
+}
+
+// TestRouterStreamsKnownLengthAnswers: part of an answer of known length
+// reaches the client before the backend has written the rest.
+func TestRouterStreamsKnownLengthAnswers(t *testing.T) {
+	rest := make(chan struct{})
+	backend := startBackends(t, 1, func(int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "first")
+			w.(http.Flusher).Flush()
+			<-rest
+			io.WriteString(w, "-last")
+		})
+	})
+	svc := &spec.Service{Name: "hello", Simple: &spec.Simple{Replicas: 1}}
+	rt := startRouter(t, svc, backend, Options{})
+	resp, err := http.Get(rt.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "first" {
+		t.Fatalf("first part: %q, %v", buf, err)
+	}
+	close(rest)
+	if b, _ := io.ReadAll(resp.Body); string(b) != "-last" {
+		t.Fatalf("rest: %q", b)
 	}
 }

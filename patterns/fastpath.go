@@ -1,0 +1,152 @@
+package patterns
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// hopTransport carries bodyless requests (GET, HEAD, DELETE without a body)
+// to a backend on the calling goroutine, over kept-alive connections,
+// writing and reading HTTP/1.1 with net/http's own Request.Write and
+// ReadResponse. http.Transport runs a reader and a writer goroutine per
+// connection, and handing each request between three goroutines costs a
+// router on a busy core about a third of its CPU. Everything else (bodies,
+// which must stream both ways at once, upgrades, TLS) goes to the fallback.
+type hopTransport struct {
+	fallback http.RoundTripper
+	dialer   net.Dialer
+	maxIdle  int
+
+	mu   sync.Mutex
+	idle map[string][]*hopConn
+}
+
+func newHopTransport(fallback http.RoundTripper) *hopTransport {
+	return &hopTransport{
+		fallback: fallback,
+		dialer:   net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+		maxIdle:  512,
+		idle:     map[string][]*hopConn{},
+	}
+}
+
+type hopConn struct {
+	net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func (t *hopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" || (req.Body != nil && req.Body != http.NoBody) || req.ContentLength != 0 || req.Header.Get("Upgrade") != "" {
+		return t.fallback.RoundTrip(req)
+	}
+	host := req.URL.Host
+	for attempt := 0; ; attempt++ {
+		c, reused, err := t.get(req.Context(), host)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := t.exchange(req, c)
+		if err == nil {
+			return resp, nil
+		}
+		c.Close()
+		// A kept-alive connection the backend had closed fails at once;
+		// a request without a body is safe to send again on a new one.
+		if !reused || attempt > 0 || req.Context().Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+func (t *hopTransport) exchange(req *http.Request, c *hopConn) (*http.Response, error) {
+	stop := context.AfterFunc(req.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
+	if err := req.Write(c.bw); err != nil {
+		stop()
+		return nil, err
+	}
+	if err := c.bw.Flush(); err != nil {
+		stop()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil {
+		stop()
+		if req.Context().Err() != nil {
+			return nil, req.Context().Err()
+		}
+		return nil, err
+	}
+	resp.Body = &hopBody{ReadCloser: resp.Body, t: t, c: c, host: req.URL.Host, stop: stop,
+		reusable: !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols}
+	return resp, nil
+}
+
+func (t *hopTransport) get(ctx context.Context, host string) (*hopConn, bool, error) {
+	t.mu.Lock()
+	if cs := t.idle[host]; len(cs) > 0 {
+		c := cs[len(cs)-1]
+		t.idle[host] = cs[:len(cs)-1]
+		t.mu.Unlock()
+		return c, true, nil
+	}
+	t.mu.Unlock()
+	nc, err := t.dialer.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, false, err
+	}
+	return &hopConn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}, false, nil
+}
+
+func (t *hopTransport) put(host string, c *hopConn) {
+	c.SetDeadline(time.Time{})
+	t.mu.Lock()
+	if len(t.idle[host]) < t.maxIdle {
+		t.idle[host] = append(t.idle[host], c)
+		c = nil
+	}
+	t.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// hopBody returns its connection to the pool once the answer has been read
+// to the end, and closes it otherwise.
+type hopBody struct {
+	io.ReadCloser
+	t        *hopTransport
+	c        *hopConn
+	host     string
+	stop     func() bool
+	reusable bool
+	eof      bool
+	once     sync.Once
+}
+
+func (b *hopBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *hopBody) Close() error {
+	b.once.Do(func() {
+		err := b.ReadCloser.Close()
+		// stop reports false when the request was cancelled meanwhile.
+		if b.stop() && b.eof && b.reusable && err == nil && b.c.br.Buffered() == 0 {
+			b.t.put(b.host, b.c)
+			return
+		}
+		b.c.Close()
+	})
+	return nil
+}
