@@ -37,6 +37,6 @@ replicas. The default target runs them as local processes, with no daemon.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newDescribeCmd(), newRenderCmd(), newDeployCmd(), newDownCmd())
+	root.AddCommand(newRunCmd(), newDescribeCmd(), newBuildCmd(), newRenderCmd(), newDeployCmd(), newDownCmd(), newVMCmd())
 	return root
 }

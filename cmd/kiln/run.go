@@ -17,6 +17,7 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var port int
+	var target string
 	cmd := &cobra.Command{
 		Use:   "run [package]",
 		Short: "Build a main package and run its whole topology on this machine",
@@ -31,6 +32,13 @@ process that crashes, and stops them all on Ctrl-C.`,
 			if port < 0 || port > 65535 {
 				return fmt.Errorf("--port %d: want a port number in 1–65535", port)
 			}
+			switch target {
+			case "local":
+			case "vm":
+				return runVM(cmd.Context(), pkgArg(args), vmFlags{}, port, cmd.OutOrStdout())
+			default:
+				return fmt.Errorf("--target %q: use local or vm", target)
+			}
 			bin, app, cleanup, err := compileAndDescribe(cmd.Context(), pkgArg(args), false)
 			if err != nil {
 				return err
@@ -44,6 +52,7 @@ process that crashes, and stops them all on Ctrl-C.`,
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "entry port on 127.0.0.1 (default: a free port)")
+	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes) or vm (a QEMU microVM, see kiln vm)")
 	return cmd
 }
 

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/kiln-dev/kiln/builder"
+	"github.com/kiln-dev/kiln/builder/publish"
+	"github.com/spf13/cobra"
+)
+
+func newBuildCmd() *cobra.Command {
+	var (
+		platforms, backend, bkAddr, base string
+		output, repo, tag, sbomPath      string
+	)
+	cmd := &cobra.Command{
+		Use:   "build [package]",
+		Short: "Build a main package into a reproducible container image",
+		Long: `build compiles the main package (default ".") as a static binary for each
+platform (CGO_ENABLED=0, -trimpath, without the driver) and makes an image
+FROM scratch, or FROM --base: the binary is the entrypoint, at /NAME, run as
+user 65532:65532. Several platforms give an image index. The same source
+gives the same digest: every timestamp is SOURCE_DATE_EPOCH, else 1970.
+
+Back-ends (--builder): oci assembles the image in process, with no daemon;
+docker runs the Docker engine's image build; buildkit solves an LLB graph
+with the engine's BuildKit, or with a buildkitd at --buildkit-addr.
+
+Outputs (--output): oci:DIR (an OCI image layout), tar:FILE (for docker
+load; also an OCI layout archive), docker (the local engine), registry
+(pushed to --repo, credentials from the Docker config). Layers are kept
+uncompressed locally and gzipped for registries. An SPDX SBOM of the Go
+modules in the binary goes beside a layout or tarball, and is attached to
+a pushed image as an OCI referrer.
+
+build prints the image reference with its digest; progress goes to stderr.
+When the output already holds that digest, nothing is written. Compiled
+binaries and layer digests are cached in $KILN_CACHE (default
+~/.cache/kiln), and go build's own cache does the compiling.`,
+		Example: `  kiln build ./examples/kv --output docker
+  docker run -e KILN_ROLE=leaf -e KILN_SERVICE=kv -p 8080:8080 kiln.local/kv
+  kiln build ./examples/kv --platform linux/amd64,linux/arm64 --output oci:out/kv
+  kiln build ./examples/kv --repo ghcr.io/you/kv --tag v1
+  kiln build ./examples/kv --builder buildkit --output tar:kv.tar`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			plats, err := builder.ParsePlatforms(platforms)
+			if err != nil {
+				return err
+			}
+			created, err := builder.SourceDateEpoch(os.Getenv("SOURCE_DATE_EPOCH"))
+			if err != nil {
+				return err
+			}
+			var target *publish.Target
+			switch {
+			case output != "":
+				t, err := publish.ParseTarget(output)
+				if err != nil {
+					return err
+				}
+				target = &t
+			case repo != "":
+				target = &publish.Target{Kind: publish.Registry}
+			}
+			compression := builder.Uncompressed
+			if target != nil && target.Kind == publish.Registry {
+				compression = builder.Gzip
+			}
+			stderr := cmd.ErrOrStderr()
+			res, err := builder.Build(cmd.Context(), pkgArg(args), builder.Options{
+				Platforms:    plats,
+				Backend:      builder.Backend(backend),
+				BuildKitAddr: bkAddr,
+				Base:         base,
+				Created:      created,
+				Compression:  compression,
+				CacheDir:     os.Getenv("KILN_CACHE"),
+				Progress:     stderr,
+			})
+			if err != nil {
+				return err
+			}
+			if target == nil {
+				d, err := res.Digest()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(stderr, "kiln build: no --output, so nothing was written (use --output oci:DIR, tar:FILE, docker or registry)")
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "kiln.local/%s@%s\n", strings.ToLower(res.Name), d)
+				return err
+			}
+			pub, err := publish.Publish(cmd.Context(), res, *target, publish.Options{
+				Repo: repo, Tag: tag, SBOM: sbomPath, Progress: stderr,
+			})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), pub.Ref)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&platforms, "platform", "", "comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: this machine's linux/"+builder.HostPlatform().Arch+")")
+	f.StringVar(&backend, "builder", string(builder.OCI), "back-end: oci (in process, no daemon), docker or buildkit")
+	f.StringVar(&bkAddr, "buildkit-addr", os.Getenv("BUILDKIT_HOST"), "buildkitd address for --builder buildkit (default: the Docker engine's BuildKit)")
+	f.StringVar(&base, "base", "", "base image: a registry reference or oci:DIR (default: scratch)")
+	f.StringVar(&output, "output", "", "where the image goes: oci:DIR, tar:FILE, docker or registry (registry when --repo is set)")
+	f.StringVar(&repo, "repo", "", "image repository, e.g. ghcr.io/you/kv (default: kiln.local/NAME)")
+	f.StringVar(&tag, "tag", "latest", "image tag")
+	f.StringVar(&sbomPath, "sbom", "", "write the SPDX SBOM here too (default: beside an oci or tar output)")
+	return cmd
+}
