@@ -198,7 +198,7 @@ func Build(ctx context.Context, pkg string, o Options) (*Result, error) {
 		if i == 0 {
 			working = chk.working
 		}
-		err := compileNotify(ctx, pkg, CompileOptions{Dir: o.Dir, Output: bin, Image: true, Env: p.goEnv()}, working)
+		err := compileNotify(ctx, pkg, CompileOptions{Dir: o.Dir, Output: bin, Image: true, Env: p.goEnv(), Log: o.Progress}, working)
 		if err == nil {
 			binary, layer, err = loadBinary(bin, o.CacheDir, o.Created)
 		}

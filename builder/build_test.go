@@ -419,3 +419,20 @@ func TestCgoAfterCache(t *testing.T) {
 		t.Fatalf("got %v, want the cgo error", err)
 	}
 }
+
+// TestNoVCS builds with a git that fails, as git does in a repository that
+// belongs to another user: the image is built without a revision.
+func TestNoVCS(t *testing.T) {
+	fake := t.TempDir()
+	if err := os.WriteFile(filepath.Join(fake, "git"), []byte("#!/bin/sh\necho 'fatal: detected dubious ownership' >&2\nexit 128\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", fake+string(os.PathListSeparator)+os.Getenv("PATH"))
+	res := build(t, "./examples/hello", builder.Options{CacheDir: t.TempDir()})
+	if _, ok := res.Annotations[ocispec.AnnotationRevision]; ok {
+		t.Fatalf("annotations %v: a revision without git", res.Annotations)
+	}
+	if res.Annotations[ocispec.AnnotationSource] != "https://github.com/kiln-dev/kiln" {
+		t.Fatalf("annotations %v", res.Annotations)
+	}
+}

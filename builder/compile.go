@@ -130,6 +130,16 @@ type CompileOptions struct {
 	GOOS, GOARCH string
 	// Env is added to the go command's environment, e.g. GOARM=7.
 	Env []string
+	// Log receives go build's standard output and kiln's notes; nil means
+	// os.Stderr.
+	Log io.Writer
+}
+
+func (o CompileOptions) log() io.Writer {
+	if o.Log == nil {
+		return os.Stderr
+	}
+	return o.Log
 }
 
 // ImageTag is the build tag that leaves the driver out of a binary.
@@ -150,7 +160,7 @@ func compileNotify(ctx context.Context, pkg string, o CompileOptions, working fu
 	if err != nil && o.Image && strings.Contains(err.Error(), "error obtaining VCS status") {
 		// git could not read the repository (for example, it belongs to
 		// another user): build without VCS stamping rather than fail.
-		fmt.Fprintf(os.Stderr, "kiln: building %s without VCS information (git failed); the image gets no revision annotation\n", pkg)
+		fmt.Fprintf(o.log(), "kiln: building %s without VCS information (git failed); the image gets no revision annotation\n", pkg)
 		err = compile(ctx, pkg, o, "false", working)
 	}
 	return err
@@ -182,7 +192,7 @@ func compile(ctx context.Context, pkg string, o CompileOptions, buildvcs string,
 	cmd.Dir = o.Dir
 	cmd.Env = env
 	stderr := &notifyBuffer{notify: working}
-	cmd.Stdout, cmd.Stderr = os.Stderr, stderr
+	cmd.Stdout, cmd.Stderr = o.log(), stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -5,8 +5,12 @@ import (
 	"os"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/kiln-dev/kiln/builder"
 	"github.com/kiln-dev/kiln/builder/publish"
+	"github.com/kiln-dev/kiln/unikernel"
+	"github.com/kiln-dev/kiln/unikernel/kubevirt"
 	"github.com/spf13/cobra"
 )
 
@@ -14,6 +18,8 @@ func newBuildCmd() *cobra.Command {
 	var (
 		platforms, backend, bkAddr, base string
 		output, repo, tag, sbomPath      string
+		unikernelImage                   bool
+		vm                               vmFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "build [package]",
@@ -46,6 +52,9 @@ binaries and layer digests are cached in $KILN_CACHE (default
   kiln build ./examples/kv --builder buildkit --output tar:kv.tar`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if unikernelImage {
+				return buildUnikernel(cmd, pkgArg(args), output, vm)
+			}
 			plats, err := builder.ParsePlatforms(platforms)
 			if err != nil {
 				return err
@@ -103,6 +112,8 @@ binaries and layer digests are cached in $KILN_CACHE (default
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&unikernelImage, "unikernel", false, "build a microVM image instead (kernel, initramfs, command line, manifest); --output dir:DIR or oci:DIR")
+	vm.addBuild(cmd)
 	f.StringVar(&platforms, "platform", "", "comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: this machine's linux/"+builder.HostPlatform().Arch+")")
 	f.StringVar(&backend, "builder", string(builder.OCI), "back-end: oci (in process, no daemon), docker or buildkit")
 	f.StringVar(&bkAddr, "buildkit-addr", os.Getenv("BUILDKIT_HOST"), "buildkitd address for --builder buildkit (default: the Docker engine's BuildKit)")
@@ -112,4 +123,48 @@ binaries and layer digests are cached in $KILN_CACHE (default
 	f.StringVar(&tag, "tag", "latest", "image tag")
 	f.StringVar(&sbomPath, "sbom", "", "write the SPDX SBOM here too (default: beside an oci or tar output)")
 	return cmd
+}
+
+// buildUnikernel writes a microVM image to --output dir:DIR, or packages
+// its kernel and initramfs as one OCI image layer (/boot/vmlinuz,
+// /boot/initrd, the layout KubeVirt's kernel boot reads) with oci:DIR.
+func buildUnikernel(cmd *cobra.Command, pkg, output string, f vmFlags) error {
+	kind, dir, _ := strings.Cut(output, ":")
+	if (kind != "dir" && kind != "oci") || dir == "" {
+		return fmt.Errorf("--unikernel needs --output dir:DIR (kernel, initramfs, cmdline, manifest) or oci:DIR (an OCI image of them), got %q", output)
+	}
+	out := dir
+	if kind == "oci" {
+		tmp, err := os.MkdirTemp("", "kiln-vm-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		out = tmp
+	}
+	im, err := unikernel.Build(cmd.Context(), unikernel.Options{Package: pkg, Out: out, Kernel: f.kernel, Modules: f.modules, Gzip: f.gzip})
+	if err != nil {
+		return err
+	}
+	if kind == "dir" {
+		printImage(cmd.OutOrStdout(), im)
+		return nil
+	}
+	img, err := kubevirt.KernelImage(im)
+	if err != nil {
+		return err
+	}
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("--output %s: %w", output, err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s@%s\n", output, d)
+	return err
 }

@@ -5,14 +5,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/kiln-dev/kiln/internal/e2e"
 	"github.com/kiln-dev/kiln/internal/testbin"
 	"github.com/kiln-dev/kiln/spec"
@@ -142,8 +145,36 @@ func TestDeployAndDown(t *testing.T) {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
 
+	// Without --image, deploy builds the image and pushes it to --repo.
+	reg := httptest.NewServer(registry.New())
+	defer reg.Close()
+	repo := strings.TrimPrefix(reg.URL, "http://") + "/kv"
+	out, err = run("deploy", "./examples/kv", "--repo", repo, "--kubeconfig", kc, "-n", ns).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "rolled out") {
+		t.Fatalf("deploy --repo: %v\n%s", err, out)
+	}
+	got, err := exec.Command(e2eKubectl(t), "--kubeconfig", kc, "-n", ns, "get", "statefulset", "kv-shard", "-o", "jsonpath={.spec.template.spec.containers[0].image}").Output()
+	if err != nil || !strings.HasPrefix(string(got), repo+":latest@sha256:") {
+		t.Fatalf("the StatefulSet runs %q (%v); want the pushed image by digest", got, err)
+	}
+
 	out, err = run("deploy", "--target", "mars", "./examples/kv", "--image", "x").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `--target "mars"`) {
 		t.Fatalf("unknown target: %v\n%s", err, out)
 	}
+}
+
+// e2eKubectl is the kubectl that hack/kube-up built beside the test cluster.
+func e2eKubectl(t *testing.T) string {
+	t.Helper()
+	env, err := os.ReadFile(filepath.Join(filepath.Dir(e2e.Kubeconfig()), "env"))
+	if err == nil {
+		for _, line := range strings.Split(string(env), "\n") {
+			if v, ok := strings.CutPrefix(line, "KUBECTL="); ok {
+				return v
+			}
+		}
+	}
+	t.Fatalf("no KUBECTL in the env file beside %s (hack/kube-up writes it)", e2e.Kubeconfig())
+	return ""
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/kiln-dev/kiln/builder"
+	"github.com/kiln-dev/kiln/builder/publish"
 	"github.com/kiln-dev/kiln/deployer/kubernetes"
 	"github.com/spf13/cobra"
 )
@@ -31,6 +34,7 @@ func newDeployCmd() *cobra.Command {
 		timeout  time.Duration
 		wait     bool
 		specFile string
+		repo     string
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy [package]",
@@ -49,6 +53,14 @@ rolled out. It fails naming the object and the reason when one does not.`,
 			app, err := loadApp(cmd.Context(), args, specFile)
 			if err != nil {
 				return err
+			}
+			if image == "" {
+				if repo == "" || specFile != "" {
+					return fmt.Errorf("no image: pass --image REF, or --repo REPO with a package so kiln builds and pushes it")
+				}
+				if image, err = buildAndPush(cmd, pkgArg(args), repo); err != nil {
+					return err
+				}
 			}
 			objs, err := kubernetes.Render(app, kubernetes.Options{Image: image})
 			if err != nil {
@@ -72,7 +84,8 @@ rolled out. It fails naming the object and the reason when one does not.`,
 		},
 	}
 	clusterFlags(cmd, &co, &target)
-	cmd.Flags().StringVar(&image, "image", "", "image reference every role runs (required)")
+	cmd.Flags().StringVar(&image, "image", "", "image reference every role runs (default: build the package and push it to --repo)")
+	cmd.Flags().StringVar(&repo, "repo", "", "without --image: the repository kiln pushes the image it builds to")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the rollout")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait for every workload to roll out")
 	specFlag(cmd, &specFile)
@@ -123,4 +136,24 @@ the main package to read its name from its spec.`,
 	cmd.Flags().StringVar(&appArg, "app", "", "app name (default: read from the package's spec)")
 	specFlag(cmd, &specFile)
 	return cmd
+}
+
+// buildAndPush builds pkg's image for the host's platform and pushes it to
+// repo, returning its digest reference.
+func buildAndPush(cmd *cobra.Command, pkg, repo string) (string, error) {
+	created, err := builder.SourceDateEpoch(os.Getenv("SOURCE_DATE_EPOCH"))
+	if err != nil {
+		return "", err
+	}
+	res, err := builder.Build(cmd.Context(), pkg, builder.Options{
+		Created: created, Compression: builder.Gzip, CacheDir: os.Getenv("KILN_CACHE"), Progress: cmd.ErrOrStderr(),
+	})
+	if err != nil {
+		return "", err
+	}
+	pub, err := publish.Publish(cmd.Context(), res, publish.Target{Kind: publish.Registry}, publish.Options{Repo: repo, Progress: cmd.ErrOrStderr()})
+	if err != nil {
+		return "", err
+	}
+	return pub.Ref, nil
 }

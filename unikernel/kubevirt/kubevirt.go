@@ -44,7 +44,7 @@ import (
 // Paths of the kernel and initramfs in the kernel boot image.
 const (
 	KernelPath = "/boot/vmlinuz"
-	InitrdPath = "/boot/initramfs"
+	InitrdPath = "/boot/initrd"
 )
 
 // KubeVirt's masquerade binding gives the guest this address and gateway.
