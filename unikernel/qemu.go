@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/unikernel/vminit"
 )
 
@@ -290,7 +291,7 @@ func (vm *VM) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	for _, e := range vm.Endpoints {
-		for !ready(ctx, client, e.URL+"/readyz") {
+		for !patterns.Ready(ctx, client, e.URL+"/readyz") {
 			select {
 			case <-vm.exited:
 				return fmt.Errorf("vm: %s exited (%v) before %s was ready; the console says:\n%s", QEMU, vm.waitErr, e.Service, tail(vm.Console, 30))
@@ -304,20 +305,6 @@ func (vm *VM) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 	return nil
-}
-
-func ready(ctx context.Context, c *http.Client, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // Stop ends QEMU (SIGTERM to its process, SIGKILL after 5s) and waits for

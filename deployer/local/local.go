@@ -185,7 +185,7 @@ func (d *Deployment) waitReady(ctx context.Context) error {
 	client := &http.Client{Timeout: time.Second}
 	for _, p := range d.procs {
 		for {
-			if ready(ctx, client, "http://"+p.addr+"/readyz") {
+			if patterns.Ready(ctx, client, "http://"+p.addr+"/readyz") {
 				break
 			}
 			if restarts := p.restartCount(); restarts >= 3 {
@@ -202,20 +202,6 @@ func (d *Deployment) waitReady(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func ready(ctx context.Context, c *http.Client, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // Stop stops every process: entry points first, so they drain their

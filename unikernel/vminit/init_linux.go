@@ -250,7 +250,7 @@ func runOne(env []string) string {
 				return
 			default:
 			}
-			if ready(context.Background(), client, url) {
+			if patterns.Ready(context.Background(), client, url) {
 				fmt.Fprintf(console, "%s: 1 process\n", ReadyLine)
 				return
 			}
@@ -425,7 +425,7 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 	for _, p := range procs {
 		_, port, _ := net.SplitHostPort(p.addr)
 		url := "http://127.0.0.1:" + port + "/readyz"
-		for !ready(ctx, client, url) {
+		for !patterns.Ready(ctx, client, url) {
 			if ctx.Err() != nil {
 				return fmt.Errorf("%s did not answer /readyz within 60s", p.name)
 			}
@@ -434,20 +434,6 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 	}
 	fmt.Fprintf(console, "%s: %d processes in %s\n", ReadyLine, len(procs), time.Since(start).Round(time.Millisecond))
 	select {}
-}
-
-func ready(ctx context.Context, c *http.Client, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // supervise runs the process and restarts it when it exits, with a backoff
