@@ -1,6 +1,9 @@
 -- wrk script for the shard bench: each request is GET /kv/key-N for a random
 -- N in 1..BENCH_KEYS, and the end prints one machine-readable RESULT line.
 local n = tonumber(os.getenv("BENCH_KEYS") or "1000")
+-- BENCH_PACE_MS > 0 makes each connection wait that long after each answer
+-- before its next request: a moderate load that does not saturate.
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "0")
 local reqs = {}
 local counter = 0
 
@@ -15,6 +18,12 @@ function init(args)
   end
   -- A different sequence per thread, the same one on every run.
   math.randomseed(1000 + (id or 0))
+end
+
+if pace > 0 then
+  function delay()
+    return pace
+  end
 end
 
 function request()

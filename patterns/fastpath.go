@@ -1,11 +1,9 @@
 package patterns
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -20,26 +18,11 @@ import (
 // which must stream both ways at once, upgrades, TLS) goes to the fallback.
 type hopTransport struct {
 	fallback http.RoundTripper
-	dialer   net.Dialer
-	maxIdle  int
-
-	mu   sync.Mutex
-	idle map[string][]*hopConn
+	pool     *connPool
 }
 
 func newHopTransport(fallback http.RoundTripper) *hopTransport {
-	return &hopTransport{
-		fallback: fallback,
-		dialer:   net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
-		maxIdle:  512,
-		idle:     map[string][]*hopConn{},
-	}
-}
-
-type hopConn struct {
-	net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	return &hopTransport{fallback: fallback, pool: newConnPool()}
 }
 
 func (t *hopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -48,7 +31,7 @@ func (t *hopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	host := req.URL.Host
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.get(req.Context(), host)
+		c, reused, err := t.pool.get(req.Context(), host)
 		if err != nil {
 			return nil, err
 		}
@@ -65,7 +48,7 @@ func (t *hopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-func (t *hopTransport) exchange(req *http.Request, c *hopConn) (*http.Response, error) {
+func (t *hopTransport) exchange(req *http.Request, c *backendConn) (*http.Response, error) {
 	stop := context.AfterFunc(req.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
 	if err := req.Write(c.bw); err != nil {
 		stop()
@@ -88,41 +71,12 @@ func (t *hopTransport) exchange(req *http.Request, c *hopConn) (*http.Response, 
 	return resp, nil
 }
 
-func (t *hopTransport) get(ctx context.Context, host string) (*hopConn, bool, error) {
-	t.mu.Lock()
-	if cs := t.idle[host]; len(cs) > 0 {
-		c := cs[len(cs)-1]
-		t.idle[host] = cs[:len(cs)-1]
-		t.mu.Unlock()
-		return c, true, nil
-	}
-	t.mu.Unlock()
-	nc, err := t.dialer.DialContext(ctx, "tcp", host)
-	if err != nil {
-		return nil, false, err
-	}
-	return &hopConn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}, false, nil
-}
-
-func (t *hopTransport) put(host string, c *hopConn) {
-	c.SetDeadline(time.Time{})
-	t.mu.Lock()
-	if len(t.idle[host]) < t.maxIdle {
-		t.idle[host] = append(t.idle[host], c)
-		c = nil
-	}
-	t.mu.Unlock()
-	if c != nil {
-		c.Close()
-	}
-}
-
 // hopBody returns its connection to the pool once the answer has been read
 // to the end, and closes it otherwise.
 type hopBody struct {
 	io.ReadCloser
 	t        *hopTransport
-	c        *hopConn
+	c        *backendConn
 	host     string
 	stop     func() bool
 	reusable bool
@@ -143,7 +97,8 @@ func (b *hopBody) Close() error {
 		err := b.ReadCloser.Close()
 		// stop reports false when the request was cancelled meanwhile.
 		if b.stop() && b.eof && b.reusable && err == nil && b.c.br.Buffered() == 0 {
-			b.t.put(b.host, b.c)
+			b.c.SetDeadline(time.Time{})
+			b.t.pool.put(b.host, b.c)
 			return
 		}
 		b.c.Close()

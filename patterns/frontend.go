@@ -27,6 +27,7 @@ const (
 type frontend struct {
 	next     http.Handler
 	metrics  http.Handler // nil for leaves: the program may serve its own
+	lane     *lane        // a router's fast path; nil if it has none
 	draining atomic.Bool
 }
 
@@ -61,6 +62,7 @@ func Leaf(h http.Handler) http.Handler { return &frontend{next: h} }
 // metrics are one router's or root's Prometheus series. Each handler has its
 // own registry, so nothing is global.
 type metrics struct {
+	service  string
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec   // by backend and status code
 	latency  *prometheus.HistogramVec // by backend
@@ -70,6 +72,7 @@ type metrics struct {
 func newMetrics(service string) *metrics {
 	labels := prometheus.Labels{"service": service}
 	m := &metrics{
+		service:  service,
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kiln_backend_requests_total", Help: "Requests forwarded to each backend, by status code.", ConstLabels: labels,
@@ -179,9 +182,19 @@ const DefaultGrace = 30 * time.Second
 // Serve serves h on ln until ctx ends, then drains: /readyz starts failing,
 // no new connection is accepted, and in-flight requests finish within grace.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout}
+	var ls *laneServer
+	if f, ok := h.(*frontend); ok && f.lane != nil {
+		ls = newLaneServer(f.lane, srv, ln)
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if ls != nil {
+			errc <- ls.serve()
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -192,6 +205,12 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Dura
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	if ls != nil {
+		if err := ls.shutdown(sctx); err != nil {
+			srv.Close()
+			return err
+		}
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		return err
 	}

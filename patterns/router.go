@@ -61,6 +61,7 @@ type picker func(r *http.Request, bs []*backend) (*backend, error)
 // backend is one place a router forwards to.
 type backend struct {
 	name     string // "shard-2", or "replica-10.0.3.7" for resolved ones
+	addr     string // host:port
 	proxy    *httputil.ReverseProxy
 	series   *backendMetrics
 	inflight atomic.Int64
@@ -102,7 +103,15 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 	}
 
 	rt := &router{pick: pick, metrics: newMetrics(svc.Name)}
-	newBackend := rt.backendMaker(opts)
+	transport, pool := opts.Transport, (*connPool)(nil)
+	if transport == nil {
+		pool = newConnPool()
+		transport = &hopTransport{fallback: NewTransport(), pool: pool}
+	}
+	newBackend := rt.backendMaker(transport, opts.logger())
+	// The lane speaks to backends itself, so it serves only with kiln's own
+	// transport and backends that are a bare http://host:port.
+	plain := pool != nil
 	if len(backends) == 1 && backends[0].Scheme == dnsScheme {
 		if svc.Shard != nil {
 			return nil, fmt.Errorf("service %q: a shard router needs one fixed URL per shard, not %s", svc.Name, backends[0])
@@ -112,21 +121,28 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 		var bs []*backend
 		for i, u := range backends {
 			bs = append(bs, newBackend(fmt.Sprintf("%s-%d", unit, i), u))
+			plain = plain && u.Scheme == "http" && u.Host != "" && u.User == nil && (u.Path == "" || u.Path == "/") && !u.ForceQuery && u.RawQuery == ""
 		}
 		rt.set = staticSet(bs)
 	}
-	return &frontend{next: rt, metrics: rt.metrics.handler()}, nil
+	f := &frontend{next: rt, metrics: rt.metrics.handler()}
+	if plain {
+		f.lane = newLane(rt, pool, opts.logger())
+	}
+	return f, nil
 }
 
 // backendMaker returns a function that builds the proxy to one backend.
-func (rt *router) backendMaker(opts Options) func(name string, target *url.URL) *backend {
-	transport := opts.transport()
-	log := opts.logger()
+func (rt *router) backendMaker(transport http.RoundTripper, log *slog.Logger) func(name string, target *url.URL) *backend {
 	buffers := newBufferPool()
 	return func(name string, target *url.URL) *backend {
 		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
+				// Append to the chain the client sent (a load balancer's, say)
+				// rather than start a new one, as nginx's
+				// $proxy_add_x_forwarded_for does.
+				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 				pr.SetXForwarded()
 			},
 			Transport: transport,
@@ -148,14 +164,14 @@ func (rt *router) backendMaker(opts Options) func(name string, target *url.URL) 
 				w.Header().Set(HeaderBackend, name)
 				if r.Context().Err() != nil {
 					// The client went away; nobody reads this answer.
-					w.WriteHeader(499)
+					w.WriteHeader(statusClientGone)
 					return
 				}
 				log.Warn("backend failed", "backend", name, "err", err)
 				http.Error(w, fmt.Sprintf("kiln: %s failed: %v", name, err), http.StatusBadGateway)
 			},
 		}
-		return &backend{name: name, proxy: proxy, series: rt.metrics.backend(name)}
+		return &backend{name: name, addr: target.Host, proxy: proxy, series: rt.metrics.backend(name)}
 	}
 }
 

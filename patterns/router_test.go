@@ -41,15 +41,35 @@ func whoAmI(i int) http.Handler {
 	})
 }
 
-func startRouter(t *testing.T, svc *spec.Service, backends []*url.URL, opts Options) *httptest.Server {
+// testServer is a router served the way the router roles serve it.
+type testServer struct{ URL string }
+
+func startRouter(t *testing.T, svc *spec.Service, backends []*url.URL, opts Options) *testServer {
 	t.Helper()
 	h, err := NewRouter(svc, backends, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
+	return serve(t, h)
+}
+
+// serve serves h with Serve on a loopback port until the test ends.
+func serve(t *testing.T, h http.Handler) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, h, 5*time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &testServer{URL: "http://" + ln.Addr().String()}
 }
 
 func get(t *testing.T, u string) (*http.Response, string) {
@@ -339,9 +359,15 @@ func TestSpreadResolvesReplicasByName(t *testing.T) {
 func TestRouterKeepsBackendConnections(t *testing.T) {
 	var conns atomic.Int64
 	slow := make(chan struct{})
+	freed := make(chan struct{}, 1)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			<-slow
+			select {
+			case <-slow:
+			case <-r.Context().Done(): // the router hung up
+				freed <- struct{}{}
+				return
+			}
 		}
 		io.WriteString(w, "ok")
 	}))
@@ -379,6 +405,11 @@ func TestRouterKeepsBackendConnections(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("cancelling took %s", took)
+	}
+	select {
+	case <-freed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the router still waits for the backend 2 s after its client gave up")
 	}
 	if resp, _ := get(t, rt.URL+"/"); resp.StatusCode != 200 {
 		t.Fatalf("after a cancelled request: %d", resp.StatusCode)

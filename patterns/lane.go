@@ -1,0 +1,876 @@
+package patterns
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http/httpguts"
+)
+
+// The lane forwards a router's plain requests — HTTP/1.1, no body, no
+// upgrade, a head that fits one read buffer — on the client connection's
+// own goroutine: it parses the head, picks the backend the way the router
+// does, writes the head to a pooled backend connection and relays the
+// answer, streaming. net/http's server and ReverseProxy do the same job
+// with about twice the CPU per request (a background reader goroutine per
+// request, header maps cloned and sorted both ways), which on a core shared
+// with the backends halves a router's throughput.
+//
+// The lane only has to recognise a plain request, never to reject one: a
+// connection whose next request is anything else (a body, a malformed or
+// oversized head, HTTP/1.0, /healthz) is handed, unread, to net/http, which
+// serves it and the rest of that connection with the full handler. So
+// nothing the lane does not understand reaches a backend through it.
+
+// readHeaderTimeout bounds how long a client may take to send a request
+// head, on the lane as on net/http (http.Server.ReadHeaderTimeout).
+const readHeaderTimeout = 10 * time.Second
+
+// maxResponseHead bounds a backend's response head, as http.Transport's
+// MaxResponseHeaderBytes does.
+const maxResponseHead = 1 << 20
+
+// watchAfter is how long a backend may take to answer before the lane
+// starts watching the client: one that hangs up meanwhile frees the backend
+// connection at once, as a cancelled request does on net/http. Quick
+// answers cost no watcher.
+const watchAfter = 50 * time.Millisecond
+
+// statusClientGone is what the metrics record for a request whose client
+// hung up before the answer, as nginx logs it.
+const statusClientGone = 499
+
+// aLongTimeAgo is a deadline that has passed: setting it wakes a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// lane is the fast path of one router.
+type lane struct {
+	rt       *router
+	pool     *connPool
+	log      *slog.Logger
+	requests prometheus.Counter
+}
+
+func newLane(rt *router, pool *connPool, log *slog.Logger) *lane {
+	l := &lane{rt: rt, pool: pool, log: log, requests: prometheus.NewCounter(prometheus.CounterOpts{
+		Name:        "kiln_lane_requests_total",
+		Help:        "Requests the router forwarded on its fast lane; the others went through net/http.",
+		ConstLabels: prometheus.Labels{"service": rt.metrics.service},
+	})}
+	rt.metrics.registry.MustRegister(l.requests)
+	return l
+}
+
+// laneConn is one client connection served by the lane.
+type laneConn struct {
+	net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	remote  string // RemoteAddr, for the request the picker sees
+	ip      string // the client's address, for X-Forwarded-For
+	scratch []byte // a backend's response head
+	idle    bool   // waiting for a request; guarded by laneServer.mu
+
+	// Watching the client while a backend is slow to answer.
+	watch     *time.Timer
+	watchDone chan struct{}
+	waitingOn *backendConn
+	gone      bool // the client hung up during the wait
+}
+
+func newLaneConn(c net.Conn) *laneConn {
+	lc := &laneConn{Conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), idle: true}
+	lc.remote = c.RemoteAddr().String()
+	lc.ip, _, _ = net.SplitHostPort(lc.remote)
+	return lc
+}
+
+// awaitHead reads the backend's response head; if that takes a while it
+// watches the client meanwhile and reports whether the client hung up.
+func (lc *laneConn) awaitHead(bc *backendConn, method string, rh *responseHead) (gone bool, err error) {
+	lc.waitingOn, lc.gone = bc, false
+	if lc.watch == nil {
+		lc.watchDone = make(chan struct{}, 1)
+		lc.watch = time.AfterFunc(watchAfter, lc.watchClient)
+	} else {
+		lc.watch.Reset(watchAfter)
+	}
+	err = readResponseHead(bc.br, &lc.scratch, method, rh)
+	if !lc.watch.Stop() {
+		// The watcher runs: wake it and wait for it, so that the client
+		// connection is this goroutine's again.
+		lc.SetReadDeadline(aLongTimeAgo)
+		<-lc.watchDone
+		lc.SetReadDeadline(time.Time{})
+	}
+	lc.waitingOn = nil
+	return lc.gone, err
+}
+
+// watchClient waits for the client to send more or hang up. A client that
+// hangs up ends the wait for the backend.
+func (lc *laneConn) watchClient() {
+	if _, err := lc.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		lc.gone = true
+		lc.waitingOn.SetReadDeadline(aLongTimeAgo)
+	}
+	lc.watchDone <- struct{}{}
+}
+
+// peekHead returns the next request's head, from the request line to the
+// empty line, without consuming it. It returns nil when the head is not a
+// plain one: longer than the read buffer, or with a line not ending in CRLF.
+func (lc *laneConn) peekHead() ([]byte, error) {
+	deadline := false
+	defer func() {
+		if deadline {
+			lc.SetReadDeadline(time.Time{})
+		}
+	}()
+	for {
+		buf, _ := lc.br.Peek(lc.br.Buffered())
+		switch n := headEnd(buf); {
+		case n > 0:
+			return buf[:n], nil
+		case n < 0 || len(buf) >= lc.br.Size():
+			return nil, nil
+		}
+		// The head usually arrives in one read; only a slow one pays for a
+		// deadline.
+		if !deadline {
+			lc.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+			deadline = true
+		}
+		if _, err := lc.br.Peek(len(buf) + 1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// headEnd returns the length of the head at the start of buf, 0 when buf
+// holds no complete head yet, and -1 when a line of it does not end in CRLF.
+func headEnd(buf []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return 0
+		}
+		if j == 0 || buf[i+j-1] != '\r' {
+			return -1
+		}
+		if j == 1 {
+			if i == 0 {
+				return -1 // an empty line before the request line
+			}
+			return i + 2
+		}
+		i += j + 1
+	}
+}
+
+// laneRequest is a plain request head. Its byte slices point into the
+// client connection's read buffer and live until the next read.
+type laneRequest struct {
+	head   []byte
+	method string
+	target []byte
+	host   []byte
+	xff    []byte // X-Forwarded-For the client sent, joined
+	close  bool   // the client sent Connection: close
+	req    *http.Request
+}
+
+// Header kinds, for what the lane does with each request header.
+const (
+	hdrForward = iota
+	hdrDrop    // hop-by-hop, or rewritten by the router
+	hdrRefuse  // the lane leaves the request to net/http
+	hdrHost
+	hdrConnection
+	hdrContentLength
+	hdrForwardedFor
+)
+
+func requestHeaderKind(name []byte) int {
+	switch len(name) {
+	case 2:
+		if bytes.EqualFold(name, []byte("te")) {
+			return hdrRefuse
+		}
+	case 4:
+		if bytes.EqualFold(name, []byte("host")) {
+			return hdrHost
+		}
+	case 6:
+		if bytes.EqualFold(name, []byte("expect")) {
+			return hdrRefuse
+		}
+	case 7:
+		if bytes.EqualFold(name, []byte("upgrade")) || bytes.EqualFold(name, []byte("trailer")) {
+			return hdrRefuse
+		}
+	case 9:
+		if bytes.EqualFold(name, []byte("forwarded")) {
+			return hdrDrop
+		}
+	case 10:
+		if bytes.EqualFold(name, []byte("connection")) {
+			return hdrConnection
+		}
+		if bytes.EqualFold(name, []byte("keep-alive")) {
+			return hdrDrop
+		}
+	case 14:
+		if bytes.EqualFold(name, []byte("content-length")) {
+			return hdrContentLength
+		}
+	case 15:
+		if bytes.EqualFold(name, []byte("x-forwarded-for")) {
+			return hdrForwardedFor
+		}
+	case 16:
+		if bytes.EqualFold(name, []byte("x-forwarded-host")) || bytes.EqualFold(name, []byte("proxy-connection")) {
+			return hdrDrop
+		}
+	case 17:
+		if bytes.EqualFold(name, []byte("x-forwarded-proto")) {
+			return hdrDrop
+		}
+		if bytes.EqualFold(name, []byte("transfer-encoding")) {
+			return hdrRefuse
+		}
+	case 18:
+		if bytes.EqualFold(name, []byte("proxy-authenticate")) {
+			return hdrRefuse
+		}
+	case 19:
+		if bytes.EqualFold(name, []byte("proxy-authorization")) {
+			return hdrRefuse
+		}
+	}
+	return hdrForward
+}
+
+// nextLine splits the first line off buf, without its line end.
+func nextLine(buf []byte) (line, rest []byte) {
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		return buf, nil
+	}
+	return bytes.TrimSuffix(buf[:i], []byte("\r")), buf[i+1:]
+}
+
+// splitHeader splits a header line into its name and its trimmed value.
+func splitHeader(line []byte) (name, value []byte, ok bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return nil, nil, false
+	}
+	name, value = line[:i], bytes.Trim(line[i+1:], " \t")
+	for _, c := range name {
+		if !httpguts.IsTokenRune(rune(c)) {
+			return nil, nil, false
+		}
+	}
+	for _, c := range value {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return nil, nil, false
+		}
+	}
+	return name, value, true
+}
+
+// laneMethods are the methods whose requests carry no body by their
+// meaning; the lane takes no other.
+var laneMethods = []string{http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions}
+
+// parse reads head into lr and reports whether the lane may forward it.
+func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
+	*lr = laneRequest{head: head}
+	line, rest := nextLine(head)
+	method, line, ok1 := bytes.Cut(line, []byte(" "))
+	target, proto, ok2 := bytes.Cut(line, []byte(" "))
+	if !ok1 || !ok2 || string(proto) != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
+		return false
+	}
+	for _, m := range laneMethods {
+		if string(method) == m {
+			lr.method = m
+		}
+	}
+	if lr.method == "" {
+		return false
+	}
+	for _, c := range target {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	lr.target = target
+
+	h := http.Header{}
+	hosts := 0
+	for {
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := splitHeader(line)
+		if !ok {
+			return false
+		}
+		switch requestHeaderKind(name) {
+		case hdrRefuse:
+			return false
+		case hdrHost:
+			hosts++
+			lr.host = value
+		case hdrConnection:
+			for _, tok := range bytes.Split(value, []byte(",")) {
+				switch tok = bytes.Trim(tok, " \t"); {
+				case bytes.EqualFold(tok, []byte("close")):
+					lr.close = true
+				case len(tok) == 0, bytes.EqualFold(tok, []byte("keep-alive")):
+				default:
+					return false // names a header to drop: rare, net/http's job
+				}
+			}
+		case hdrContentLength:
+			if string(value) != "0" {
+				return false
+			}
+		case hdrForwardedFor:
+			if len(lr.xff) > 0 {
+				lr.xff = append(lr.xff, ", "...)
+			}
+			lr.xff = append(lr.xff, value...)
+			fallthrough
+		case hdrForward:
+			key := textproto.CanonicalMIMEHeaderKey(string(name))
+			h[key] = append(h[key], string(value))
+		}
+	}
+	if hosts != 1 || !httpguts.ValidHostHeader(string(lr.host)) {
+		return false
+	}
+	u, err := url.ParseRequestURI(string(target))
+	if err != nil {
+		return false
+	}
+	switch u.Path {
+	case "/healthz", "/readyz", "/metrics":
+		return false // the frontend's own, served by net/http
+	}
+	lr.req = &http.Request{
+		Method: lr.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: http.NoBody, Host: string(lr.host), RemoteAddr: lc.remote,
+		RequestURI: string(target), Close: lr.close,
+	}
+	return true
+}
+
+// writeRequest writes lr's head for the backend at host: the request line
+// as the client sent it, the backend as Host, the end-to-end headers, and
+// X-Forwarded-For, -Host and -Proto as httputil.ProxyRequest.SetXForwarded
+// sets them.
+func (lr *laneRequest) writeTo(w *bufio.Writer, host, clientIP string) {
+	w.WriteString(lr.method)
+	w.WriteByte(' ')
+	w.Write(lr.target)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(host)
+	w.WriteString("\r\n")
+	_, rest := nextLine(lr.head)
+	for {
+		var line []byte
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		if requestHeaderKind(name) == hdrForward {
+			w.Write(line)
+			w.WriteString("\r\n")
+		}
+	}
+	w.WriteString("X-Forwarded-For: ")
+	if len(lr.xff) > 0 {
+		w.Write(lr.xff)
+		w.WriteString(", ")
+	}
+	w.WriteString(clientIP)
+	w.WriteString("\r\nX-Forwarded-Host: ")
+	w.Write(lr.host)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+}
+
+// forward serves one plain request and reports whether the connection may
+// carry another.
+func (l *lane) forward(lc *laneConn, lr *laneRequest, closing bool) bool {
+	l.requests.Inc()
+	keep := !lr.close && !closing
+	bs := l.rt.set.current(context.Background())
+	if len(bs) == 0 {
+		return writeError(lc.bw, http.StatusServiceUnavailable, "", "kiln: no backend to forward to: "+l.rt.set.String(), keep)
+	}
+	b, err := l.rt.pick(lr.req, bs)
+	if err != nil {
+		return writeError(lc.bw, http.StatusBadRequest, "", "kiln: "+err.Error(), keep)
+	}
+	b.inflight.Add(1)
+	start := time.Now()
+	code, keep := l.exchange(lc, lr, b, keep)
+	b.inflight.Add(-1)
+	b.series.observe(code, start, code >= 500)
+	return keep
+}
+
+// exchange sends lr to b and relays b's answer. It returns the status code
+// for the metrics and whether the client connection may carry another
+// request.
+func (l *lane) exchange(lc *laneConn, lr *laneRequest, b *backend, keep bool) (int, bool) {
+	var rh responseHead
+	bc, gone, err := l.send(lc, lr, b, &rh)
+	for n := 1; err == nil && rh.code < 200; n++ {
+		// Informational answers (103 Early Hints) go out as they come.
+		rh.writeTo(lc.bw, lc.scratch, b.name, true)
+		if lc.bw.Flush() != nil {
+			bc.Close()
+			return rh.code, false
+		}
+		if err = errors.New("more than 5 informational answers"); n < 5 {
+			err = readResponseHead(bc.br, &lc.scratch, lr.method, &rh)
+		}
+		if err != nil {
+			bc.Close()
+		}
+	}
+	switch {
+	case gone:
+		return statusClientGone, false
+	case err != nil:
+		l.log.Warn("backend failed", "backend", b.name, "err", err)
+		return http.StatusBadGateway, writeError(lc.bw, http.StatusBadGateway, b.name, fmt.Sprintf("kiln: %s failed: %v", b.name, err), keep)
+	}
+	keep = keep && rh.body != bodyUntilClose
+	rh.writeTo(lc.bw, lc.scratch, b.name, keep)
+	switch rh.body {
+	case bodyLength:
+		err = copyN(lc.bw, bc.br, rh.length)
+	case bodyChunked:
+		err = copyChunked(lc.bw, bc.br)
+	case bodyUntilClose:
+		err = copyUntilClose(lc.bw, bc.br)
+	}
+	if err != nil {
+		// The head may be out already: all the client can be told is a
+		// closed connection, as net/http does when ReverseProxy aborts.
+		bc.Close()
+		var ce clientError
+		if !errors.As(err, &ce) {
+			l.log.Warn("backend failed mid-answer", "backend", b.name, "err", err)
+		}
+		return rh.code, false
+	}
+	if rh.close || rh.body == bodyUntilClose || bc.br.Buffered() > 0 {
+		bc.Close()
+	} else {
+		l.pool.put(b.addr, bc)
+	}
+	if lc.bw.Flush() != nil {
+		return rh.code, false
+	}
+	return rh.code, keep
+}
+
+// send writes lr to a connection to b and reads the head of the answer into
+// rh. gone reports that the client hung up meanwhile.
+func (l *lane) send(lc *laneConn, lr *laneRequest, b *backend, rh *responseHead) (bc *backendConn, gone bool, err error) {
+	for attempt := 0; ; attempt++ {
+		var reused bool
+		lc.scratch = lc.scratch[:0]
+		if bc, reused, err = l.pool.get(context.Background(), b.addr); err != nil {
+			return nil, false, err
+		}
+		lr.writeTo(bc.bw, b.addr, lc.ip)
+		if err = bc.bw.Flush(); err == nil {
+			if gone, err = lc.awaitHead(bc, lr.method, rh); err == nil {
+				return bc, false, nil
+			}
+		}
+		bc.Close()
+		// A kept-alive connection the backend had closed fails before a
+		// byte of an answer; a request without a body is safe to send again.
+		if gone || !reused || attempt > 0 || len(lc.scratch) > 0 {
+			return nil, gone, err
+		}
+	}
+}
+
+// How a response body is delimited (RFC 9112, section 6.3).
+const (
+	bodyNone = iota
+	bodyLength
+	bodyChunked
+	bodyUntilClose
+)
+
+// responseHead is a backend's response head, parsed; its lines stay in the
+// scratch buffer it was read into.
+type responseHead struct {
+	code    int
+	body    int
+	length  int64
+	close   bool     // the backend closes the connection after this answer
+	date    bool     // it sent a Date
+	dropped [][]byte // header names its Connection header lists
+}
+
+// readResponseHead reads a response head from r into *scratch and parses it.
+func readResponseHead(r *bufio.Reader, scratch *[]byte, method string, rh *responseHead) error {
+	buf := (*scratch)[:0]
+	for start := 0; ; {
+		line, err := r.ReadSlice('\n')
+		buf = append(buf, line...)
+		*scratch = buf
+		if len(buf) > maxResponseHead {
+			return fmt.Errorf("response head longer than %d bytes", maxResponseHead)
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue // the rest of a long line
+		case err != nil:
+			if len(buf) > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if start > 0 && len(bytes.TrimRight(buf[start:], "\r\n")) == 0 {
+			return rh.parse(buf, method)
+		}
+		start = len(buf)
+	}
+}
+
+func (rh *responseHead) parse(buf []byte, method string) error {
+	*rh = responseHead{length: -1}
+	line, rest := nextLine(buf)
+	proto, status, _ := bytes.Cut(line, []byte(" "))
+	http10 := string(proto) == "HTTP/1.0"
+	if !http10 && string(proto) != "HTTP/1.1" {
+		return fmt.Errorf("malformed response line %q", line)
+	}
+	code, err := strconv.Atoi(string(bytes.TrimRight(status[:min(3, len(status))], " ")))
+	if err != nil || len(status) < 3 || code < 100 || code > 999 || len(status) > 3 && status[3] != ' ' {
+		return fmt.Errorf("malformed response line %q", line)
+	}
+	rh.code = code
+	if code == http.StatusSwitchingProtocols {
+		return errors.New("backend switched protocols on a request that asked for no upgrade")
+	}
+	rh.close = http10
+	chunked := false
+	for {
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := splitHeader(line)
+		if !ok {
+			return fmt.Errorf("malformed response header %q", line)
+		}
+		switch {
+		case bytes.EqualFold(name, []byte("content-length")):
+			n, ok := parseLength(value)
+			if !ok || rh.length >= 0 && rh.length != n {
+				return fmt.Errorf("bad Content-Length %q", value)
+			}
+			rh.length = n
+		case bytes.EqualFold(name, []byte("transfer-encoding")):
+			if !bytes.EqualFold(value, []byte("chunked")) || chunked {
+				return fmt.Errorf("unsupported Transfer-Encoding %q", value)
+			}
+			chunked = true
+		case bytes.EqualFold(name, []byte("connection")):
+			for _, tok := range bytes.Split(value, []byte(",")) {
+				switch tok = bytes.Trim(tok, " \t"); {
+				case bytes.EqualFold(tok, []byte("close")):
+					rh.close = true
+				case bytes.EqualFold(tok, []byte("keep-alive")):
+					rh.close = rh.close && !http10
+				case len(tok) > 0:
+					rh.dropped = append(rh.dropped, tok)
+				}
+			}
+		case bytes.EqualFold(name, []byte("date")):
+			rh.date = true
+		}
+	}
+	switch {
+	case method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified:
+		rh.body = bodyNone
+	case chunked:
+		rh.body, rh.length = bodyChunked, -1
+	case rh.length >= 0:
+		rh.body = bodyLength
+	default:
+		rh.body = bodyUntilClose
+	}
+	return nil
+}
+
+// dropResponseHeader reports whether a backend's header stays behind: the
+// hop-by-hop ones (Transfer-Encoding is written anew), those its Connection
+// header names, and a Kiln-Backend of its own.
+func (rh *responseHead) dropResponseHeader(name []byte) bool {
+	for _, h := range [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", HeaderBackend} {
+		if bytes.EqualFold(name, []byte(h)) {
+			return true
+		}
+	}
+	if rh.body == bodyChunked && bytes.EqualFold(name, []byte("Content-Length")) {
+		return true // chunked framing wins (RFC 9112, section 6.3)
+	}
+	for _, d := range rh.dropped {
+		if bytes.EqualFold(name, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeTo writes the head the client gets: the backend's, without its
+// hop-by-hop headers, with Kiln-Backend naming backend (unless empty), and
+// Connection: close unless keep.
+func (rh *responseHead) writeTo(w *bufio.Writer, head []byte, backend string, keep bool) {
+	writeStatusLine(w, rh.code)
+	_, rest := nextLine(head)
+	for {
+		var line []byte
+		line, rest = nextLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		if !rh.dropResponseHeader(name) {
+			w.Write(line)
+			w.WriteString("\r\n")
+		}
+	}
+	if backend != "" {
+		w.WriteString(HeaderBackend + ": ")
+		w.WriteString(backend)
+		w.WriteString("\r\n")
+	}
+	if rh.code < 200 {
+		w.WriteString("\r\n")
+		return
+	}
+	if rh.body == bodyChunked {
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if !rh.date {
+		writeDate(w)
+	}
+	if !keep {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// writeStatusLine writes the status line net/http's server would: the
+// backend's reason phrase stays behind, as it does with ReverseProxy.
+func writeStatusLine(w *bufio.Writer, code int) {
+	var b [3]byte
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(b[:0], int64(code), 10))
+	w.WriteByte(' ')
+	if text := http.StatusText(code); text != "" {
+		w.WriteString(text)
+	} else {
+		w.WriteString("status code ")
+		w.Write(strconv.AppendInt(b[:0], int64(code), 10))
+	}
+	w.WriteString("\r\n")
+}
+
+// parseLength parses a Content-Length value: digits only, as net/http
+// reads it.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func writeDate(w *bufio.Writer) {
+	var b [64]byte
+	w.WriteString("Date: ")
+	w.Write(time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))
+	w.WriteString("\r\n")
+}
+
+// writeError answers with the same status, headers and body as http.Error,
+// and reports whether the connection may carry another request.
+func writeError(w *bufio.Writer, code int, backend, msg string, keep bool) bool {
+	writeStatusLine(w, code)
+	w.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
+	if backend != "" {
+		w.WriteString(HeaderBackend + ": ")
+		w.WriteString(backend)
+		w.WriteString("\r\n")
+	}
+	writeDate(w)
+	w.WriteString("Content-Length: ")
+	w.WriteString(strconv.Itoa(len(msg) + 1))
+	w.WriteString("\r\n")
+	if !keep {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	w.WriteString(msg)
+	w.WriteString("\n")
+	return w.Flush() == nil && keep
+}
+
+// clientError marks a failure to write to the client, as opposed to one of
+// the backend.
+type clientError struct{ error }
+
+func (e clientError) Unwrap() error { return e.error }
+
+// more makes src hold at least one unread byte. Before it waits for the
+// backend it flushes what the client is owed, so an answer that trickles in
+// (server-sent events, a slow stream) reaches the client as it comes, and a
+// quick one goes out in one write.
+func more(dst *bufio.Writer, src *bufio.Reader) error {
+	if src.Buffered() > 0 {
+		return nil
+	}
+	if dst.Buffered() > 0 {
+		if err := dst.Flush(); err != nil {
+			return clientError{err}
+		}
+	}
+	_, err := src.Peek(1)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// copyN relays n bytes of a body.
+func copyN(dst *bufio.Writer, src *bufio.Reader, n int64) error {
+	for n > 0 {
+		if err := more(dst, src); err != nil {
+			return err
+		}
+		b, _ := src.Peek(int(min(n, int64(src.Buffered()))))
+		if _, err := dst.Write(b); err != nil {
+			return clientError{err}
+		}
+		src.Discard(len(b))
+		n -= int64(len(b))
+	}
+	return nil
+}
+
+// copyUntilClose relays a body that ends when the backend closes.
+func copyUntilClose(dst *bufio.Writer, src *bufio.Reader) error {
+	for {
+		if err := more(dst, src); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil
+			}
+			return err
+		}
+		if err := copyN(dst, src, int64(src.Buffered())); err != nil {
+			return err
+		}
+	}
+}
+
+// copyChunked relays a chunked body chunk by chunk, with its trailers;
+// chunk extensions stay behind, as with ReverseProxy.
+func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
+	for {
+		line, err := readLine(dst, src)
+		if err != nil {
+			return err
+		}
+		size, _, _ := bytes.Cut(line, []byte(";"))
+		n, err := strconv.ParseUint(string(bytes.Trim(size, " \t")), 16, 62)
+		if err != nil {
+			return fmt.Errorf("malformed chunk size line %q", line)
+		}
+		dst.Write(strconv.AppendUint(nil, n, 16))
+		dst.WriteString("\r\n")
+		if n == 0 {
+			break
+		}
+		if err := copyN(dst, src, int64(n)); err != nil {
+			return err
+		}
+		if line, err := readLine(dst, src); err != nil {
+			return err
+		} else if len(line) > 0 {
+			return errors.New("chunk longer than its size")
+		}
+		dst.WriteString("\r\n")
+	}
+	for {
+		line, err := readLine(dst, src)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if _, _, ok := splitHeader(line); !ok {
+			return fmt.Errorf("malformed trailer %q", line)
+		}
+		dst.Write(line)
+		dst.WriteString("\r\n")
+	}
+	_, err := dst.WriteString("\r\n")
+	return err
+}
+
+// readLine reads one line of a chunked body's framing, without its line end.
+func readLine(dst *bufio.Writer, src *bufio.Reader) ([]byte, error) {
+	if err := more(dst, src); err != nil {
+		return nil, err
+	}
+	line, err := src.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errors.New("chunk framing line too long")
+		}
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	line, _ = nextLine(line)
+	return line, nil
+}

@@ -1,0 +1,386 @@
+package patterns
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-dev/kiln/spec"
+)
+
+// laneBackend answers by path with the kinds of answers a router relays:
+// known length, chunked, trailers, no body, informational, hop-by-hop
+// headers, a Kiln-Backend of its own.
+func laneBackend() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo/", func(w http.ResponseWriter, r *http.Request) {
+		// What the backend was sent, for comparing the two paths.
+		json.NewEncoder(w).Encode(map[string]any{
+			"method": r.Method, "uri": r.RequestURI, "host": r.Host, "header": r.Header,
+			"length": r.ContentLength, "close": r.Close,
+		})
+	})
+	mux.HandleFunc("/big/", func(w http.ResponseWriter, r *http.Request) {
+		for i := range 2000 {
+			fmt.Fprintf(w, "line %d\n", i) // past 2 KB: chunked
+		}
+	})
+	mux.HandleFunc("/trailer/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Sum", "42")
+	})
+	mux.HandleFunc("/empty/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	mux.HandleFunc("/cached/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		w.WriteHeader(http.StatusNotModified)
+	})
+	mux.HandleFunc("/hints/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		io.WriteString(w, "after hints")
+	})
+	mux.HandleFunc("/hop/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "X-Secret")
+		w.Header().Set("X-Secret", "for the router only")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set(HeaderBackend, "an impostor")
+		w.Header().Set("X-Kept", "yes")
+		io.WriteString(w, "hop")
+	})
+	mux.HandleFunc("/close/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "bye")
+	})
+	mux.HandleFunc("/nodate/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Date"] = nil
+		w.WriteHeader(http.StatusTeapot)
+	})
+	return mux
+}
+
+// rawBackend answers every request with answer and closes the connection.
+func rawBackend(t *testing.T, answer string) *url.URL {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err == nil {
+					io.WriteString(c, answer)
+				}
+			}()
+		}
+	}()
+	return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+}
+
+// exchangeRaw sends raw on a new connection to addr and reads one answer
+// per request in it.
+func exchangeRaw(t *testing.T, addr, raw string) []*http.Response {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var out []*http.Response
+	for range strings.Count(raw, " HTTP/1.") {
+		// Only HEAD matters to reading the answer.
+		method, _, _ := strings.Cut(raw, " ")
+		raw = raw[strings.Index(raw, "\r\n\r\n")+4:]
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("reading the body: %v", err)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		out = append(out, resp)
+	}
+	return out
+}
+
+// comparable renders what a client sees of an answer, without the Date.
+func comparable(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	if resp.StatusCode >= 200 && resp.Header.Get("Date") == "" && resp.Header.Get(HeaderBackend) != "" {
+		t.Errorf("answer %d has no Date", resp.StatusCode)
+	}
+	h := resp.Header.Clone()
+	h.Del("Date")
+	body, _ := io.ReadAll(resp.Body)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n", resp.Status)
+	h.Write(&b)
+	fmt.Fprintf(&b, "\n%s\ntrailer: %v", body, resp.Trailer)
+	return b.String()
+}
+
+func laneRequests(t *testing.T, m string) float64 {
+	t.Helper()
+	_, text := get(t, m)
+	match := regexp.MustCompile(`(?m)^kiln_lane_requests_total\{[^}]*\} (\S+)$`).FindStringSubmatch(text)
+	if match == nil {
+		t.Fatalf("/metrics has no kiln_lane_requests_total:\n%s", text)
+	}
+	n, _ := strconv.ParseFloat(match[1], 64)
+	return n
+}
+
+// TestLaneAnswersAsNetHTTP sends the same raw requests to a router served
+// with its lane and to the same router served by net/http alone, and
+// compares what the client gets and what the backend was sent.
+func TestLaneAnswersAsNetHTTP(t *testing.T) {
+	backends := startBackends(t, 1, func(int) http.Handler { return laneBackend() })
+	svc := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 1, Key: spec.Key{PathSegment: 2}}}
+	h, err := NewRouter(svc, backends, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lane := serve(t, h)
+	ref := httptest.NewServer(h) // the same handler, without the lane
+	t.Cleanup(ref.Close)
+	laneAddr, refAddr := strings.TrimPrefix(lane.URL, "http://"), strings.TrimPrefix(ref.URL, "http://")
+
+	for _, tc := range []struct {
+		name, raw string
+		lane      bool // whether the lane, not net/http, serves it
+	}{
+		{"get", "GET /echo/k?a=1&b=%20 HTTP/1.1\r\nHost: example.test\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n", true},
+		{"forwarded headers", "GET /echo/k HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\nx-forwarded-for: 10.0.0.2, 10.0.0.3\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nForwarded: for=x\r\n\r\n", true},
+		{"hop-by-hop request headers", "GET /echo/k HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nKeep-Alive: 300\r\nProxy-Connection: keep-alive\r\nContent-Length: 0\r\n\r\n", true},
+		{"odd header case and spacing", "GET /echo/k HTTP/1.1\r\nhOsT:h\r\nX-Tab:\tv\t\r\nx-empty:\r\n\r\n", true},
+		{"head", "HEAD /big/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"delete", "DELETE /echo/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"options", "OPTIONS /echo/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"chunked", "GET /big/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"trailers", "GET /trailer/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"no content", "GET /empty/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"not modified", "GET /cached/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"early hints", "GET /hints/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"hop-by-hop answer headers", "GET /hop/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"backend closes", "GET /close/k HTTP/1.1\r\nHost: h\r\n\r\nGET /echo/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"no date", "GET /nodate/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"not found", "GET /nothing/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"no key", "GET / HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"pipelined", "GET /echo/a HTTP/1.1\r\nHost: h\r\n\r\nGET /big/b HTTP/1.1\r\nHost: h\r\n\r\nHEAD /echo/c HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"client closes", "GET /echo/k HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", true},
+		// net/http's: the lane hands these over.
+		{"body", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", false},
+		{"body then plain", "POST /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhiGET /echo/k HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"chunked body", "POST /echo/k HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", false},
+		{"http/1.0", "GET /echo/k HTTP/1.0\r\nHost: h\r\n\r\n", false},
+		{"health", "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"expect", "GET /echo/k HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n", false},
+		{"te", "GET /echo/k HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n", false},
+		{"connection names a header", "GET /echo/k HTTP/1.1\r\nHost: h\r\nConnection: X-Private\r\nX-Private: 1\r\n\r\n", false},
+		{"absolute form", "GET http://h/echo/k HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"long head", "GET /echo/k HTTP/1.1\r\nHost: h\r\nX-Long: " + strings.Repeat("v", 5000) + "\r\n\r\n", false},
+		{"bare LF", "GET /echo/k HTTP/1.1\nHost: h\n\n", false},
+		{"no host", "GET /echo/k HTTP/1.1\r\n\r\n", false},
+		{"two hosts", "GET /echo/k HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", false},
+		{"bad host", "GET /echo/k HTTP/1.1\r\nHost: a b\r\n\r\n", false},
+		{"folded header", "GET /echo/k HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n", false},
+		{"bad header name", "GET /echo/k HTTP/1.1\r\nHost: h\r\nX A: 1\r\n\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := laneRequests(t, lane.URL+"/metrics")
+			got := exchangeRaw(t, laneAddr, tc.raw)
+			served := laneRequests(t, lane.URL+"/metrics") - before
+			if want := exchangeRaw(t, refAddr, tc.raw); len(got) != len(want) {
+				t.Fatalf("%d answers, net/http gives %d", len(got), len(want))
+			} else {
+				for i := range got {
+					if g, w := comparable(t, got[i]), comparable(t, want[i]); g != w {
+						t.Errorf("answer %d:\n%s\n\nnet/http answers:\n%s", i, g, w)
+					}
+				}
+			}
+			if lastClose := got[len(got)-1].Close; strings.Contains(tc.raw, "Connection: close") && !lastClose {
+				t.Error("the client asked to close but the answer keeps the connection")
+			}
+			if tc.lane && served == 0 || !tc.lane && served != 0 {
+				t.Errorf("the lane served %v requests; want it to serve them: %v", served, tc.lane)
+			}
+		})
+	}
+}
+
+// TestLaneBackendFailures: answers a backend gets wrong become a 502 naming
+// it, or a closed connection once the answer has started, as on net/http.
+func TestLaneBackendFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name, answer string
+		status       int    // 0: the connection closes without an answer
+		body         string // the answer's body, or a prefix of the 502's
+	}{
+		{"until close", "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", 200, "all of it"},
+		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 502, "kiln: replica-0 failed: "},
+		{"not http", "SSH-2.0-OpenSSH\r\n\r\n", 502, "kiln: replica-0 failed: "},
+		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", 502, "kiln: replica-0 failed: "},
+		{"nothing", "", 502, "kiln: replica-0 failed: "},
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", 0, ""},
+		{"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n", 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := &spec.Service{Name: "s", Simple: &spec.Simple{Replicas: 1}}
+			rt := startRouter(t, svc, []*url.URL{rawBackend(t, tc.answer)}, Options{Logger: quiet})
+			resp, err := http.Get(rt.URL + "/x")
+			if tc.status == 0 {
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				if err == nil {
+					t.Fatal("a broken answer reached the client whole")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.HasPrefix(string(body), tc.body) {
+				t.Fatalf("got %d %q; want %d %q", resp.StatusCode, body, tc.status, tc.body)
+			}
+			if got := resp.Header.Get(HeaderBackend); got != "replica-0" {
+				t.Fatalf("Kiln-Backend %q", got)
+			}
+		})
+	}
+}
+
+// TestLaneSlowHead: a head that arrives in pieces is still served; one
+// that never ends is cut off by the header timeout rather than held open.
+func TestLaneSlowHead(t *testing.T) {
+	svc := &spec.Service{Name: "s", Simple: &spec.Simple{Replicas: 1}}
+	rt := startRouter(t, svc, startBackends(t, 1, whoAmI), Options{})
+	c, err := net.Dial("tcp", strings.TrimPrefix(rt.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, part := range []string{"GET /sl", "ow HTTP/1.1\r\nHo", "st: h\r\n", "\r\n"} {
+		io.WriteString(c, part)
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(body) != "backend 0 path /slow" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+}
+
+// FuzzLaneParse: the lane takes no request head that net/http would refuse
+// or read differently.
+func FuzzLaneParse(f *testing.F) {
+	for _, s := range []string{
+		"GET /kv/a HTTP/1.1\r\nHost: h\r\n\r\n",
+		"HEAD /x?y=1 HTTP/1.1\r\nHost: h:80\r\nX-Forwarded-For: 1.2.3.4\r\nConnection: close\r\n\r\n",
+		"DELETE /%zz HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: h\r\nA: \x01\r\n\r\n",
+		"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		n := headEnd(raw)
+		if n <= 0 {
+			return
+		}
+		lc := &laneConn{remote: "127.0.0.1:1"}
+		var lr laneRequest
+		if !lc.parse(raw[:n], &lr) {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw[:n])))
+		if err != nil {
+			t.Fatalf("the lane takes %q, net/http refuses it: %v", raw[:n], err)
+		}
+		if req.Method != lr.req.Method || req.RequestURI != lr.req.RequestURI || req.Host != lr.req.Host ||
+			req.URL.String() != lr.req.URL.String() || req.ContentLength > 0 || req.Close != lr.req.Close {
+			t.Fatalf("%q: net/http reads %s %s host %q close %v, the lane %s %s host %q close %v",
+				raw[:n], req.Method, req.URL, req.Host, req.Close, lr.req.Method, lr.req.URL, lr.req.Host, lr.req.Close)
+		}
+		for k, v := range lr.req.Header {
+			if !slices.Equal(req.Header[k], v) {
+				t.Fatalf("%q: header %s: net/http reads %q, the lane %q", raw[:n], k, req.Header[k], v)
+			}
+		}
+	})
+}
+
+// FuzzResponseHead: the lane reads no backend answer that net/http would
+// refuse, and delimits its body the same way.
+func FuzzResponseHead(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.0 404 Not Found\r\nConnection: keep-alive\r\n\r\n",
+		"HTTP/1.1 204\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+	} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, head bool) {
+		method := http.MethodGet
+		if head {
+			method = http.MethodHead
+		}
+		var scratch []byte
+		var rh responseHead
+		if err := readResponseHead(bufio.NewReader(bytes.NewReader(raw)), &scratch, method, &rh); err != nil {
+			return
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(scratch)), &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("the lane reads %q, net/http refuses it: %v", scratch, err)
+		}
+		if resp.StatusCode != rh.code {
+			t.Fatalf("%q: status %d, net/http reads %d", scratch, rh.code, resp.StatusCode)
+		}
+		chunked := len(resp.TransferEncoding) > 0
+		if rh.body == bodyNone {
+			if resp.Body != http.NoBody {
+				t.Fatalf("%q: no body, but net/http reads one", scratch)
+			}
+			return
+		}
+		if chunked != (rh.body == bodyChunked) || !chunked && rh.body == bodyLength && resp.ContentLength != rh.length {
+			t.Fatalf("%q: body kind %d length %d, net/http reads chunked %v length %d", scratch, rh.body, rh.length, chunked, resp.ContentLength)
+		}
+	})
+}

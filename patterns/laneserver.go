@@ -1,0 +1,210 @@
+package patterns
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// laneServer accepts a router's connections and serves each with the lane
+// until a request comes that the lane does not take; that connection then
+// goes to srv, through the handoff listener, with the bytes already read.
+type laneServer struct {
+	lane *lane
+	srv  *http.Server
+	ln   net.Listener
+	hand *handoffListener
+
+	mu      sync.Mutex
+	conns   map[*laneConn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+func newLaneServer(l *lane, srv *http.Server, ln net.Listener) *laneServer {
+	return &laneServer{lane: l, srv: srv, ln: ln, hand: newHandoffListener(ln.Addr()), conns: map[*laneConn]struct{}{}}
+}
+
+// serve accepts connections until shutdown; it returns
+// http.ErrServerClosed then, like http.Server.Serve.
+func (s *laneServer) serve() error {
+	go s.srv.Serve(s.hand)
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return http.ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				s.srv.Close()
+				return err
+			}
+			// Out of file descriptors, say: wait, as http.Server does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		lc := newLaneConn(c)
+		if !s.track(lc) {
+			c.Close()
+			continue
+		}
+		go s.serveConn(lc)
+	}
+}
+
+func (s *laneServer) track(lc *laneConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[lc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *laneServer) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// setIdle marks lc as waiting for a request, or not; it reports whether
+// the server is shutting down.
+func (s *laneServer) setIdle(lc *laneConn, idle bool) (closing bool) {
+	s.mu.Lock()
+	lc.idle = idle
+	closing = s.closing
+	s.mu.Unlock()
+	if closing && !idle {
+		// Shutdown may have woken this connection's read just as a request
+		// arrived: serve that request, then close.
+		lc.SetReadDeadline(time.Time{})
+	}
+	return closing
+}
+
+func (s *laneServer) serveConn(lc *laneConn) {
+	handedOff := false
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, lc)
+		s.mu.Unlock()
+		if !handedOff {
+			lc.Close()
+		}
+		s.wg.Done()
+	}()
+	var lr laneRequest
+	for {
+		if _, err := lc.br.Peek(1); err != nil {
+			return // closed, or woken by shutdown while idle
+		}
+		closing := s.setIdle(lc, false)
+		head, err := lc.peekHead()
+		if err != nil {
+			return
+		}
+		if head == nil || !lc.parse(head, &lr) {
+			handedOff = s.hand.give(&bufferedConn{Conn: lc.Conn, r: lc.br})
+			return
+		}
+		lc.br.Discard(len(head))
+		if !s.lane.forward(lc, &lr, closing) || s.setIdle(lc, true) {
+			return
+		}
+	}
+}
+
+// shutdown stops accepting, closes idle connections, lets the others finish
+// their request and waits for them until ctx ends.
+func (s *laneServer) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for lc := range s.conns {
+		if lc.idle {
+			lc.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for lc := range s.conns {
+			lc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// handoffListener passes connections the lane gives up to an http.Server.
+type handoffListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// give hands c over; it reports false, and c stays the caller's, once the
+// listener is closed.
+func (h *handoffListener) give(c net.Conn) bool {
+	select {
+	case h.conns <- c:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
+func (h *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.conns:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoffListener) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoffListener) Addr() net.Addr { return h.addr }
+
+// bufferedConn is a connection whose first bytes were read into r already.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite lets http.Server half-close the connection as it does a TCP one.
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
