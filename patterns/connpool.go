@@ -49,7 +49,8 @@ func (p *connPool) get(ctx context.Context, host string) (c *backendConn, reused
 	if err != nil {
 		return nil, false, err
 	}
-	return &backendConn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}, false, nil
+	rw := newSysConn(nc)
+	return &backendConn{Conn: nc, br: bufio.NewReaderSize(rw, 4096), bw: bufio.NewWriterSize(rw, 4096)}, false, nil
 }
 
 // put keeps c for the next request to host, or closes it when enough are

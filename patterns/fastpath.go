@@ -1,10 +1,13 @@
 package patterns
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"sync"
 	"time"
 )
@@ -58,7 +61,7 @@ func (t *hopTransport) exchange(req *http.Request, c *backendConn) (*http.Respon
 		stop()
 		return nil, err
 	}
-	resp, err := http.ReadResponse(c.br, req)
+	resp, err := readFinalResponse(c.br, req)
 	if err != nil {
 		stop()
 		if req.Context().Err() != nil {
@@ -104,4 +107,24 @@ func (b *hopBody) Close() error {
 		b.c.Close()
 	})
 	return nil
+}
+
+// readFinalResponse reads the answer to req, passing informational ones
+// (103 Early Hints) to the request's trace as http.Transport does, which is
+// how ReverseProxy relays them.
+func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for n := 0; ; n++ {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, err
+		}
+		if n == 5 {
+			return nil, errors.New("more than 5 informational answers")
+		}
+		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
+			}
+		}
+	}
 }

@@ -92,7 +92,8 @@ type laneConn struct {
 }
 
 func newLaneConn(c net.Conn) *laneConn {
-	lc := &laneConn{Conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), idle: true}
+	rw := newSysConn(c)
+	lc := &laneConn{Conn: c, br: bufio.NewReaderSize(rw, 4096), bw: bufio.NewWriterSize(rw, 4096), idle: true}
 	lc.remote = c.RemoteAddr().String()
 	lc.ip, _, _ = net.SplitHostPort(lc.remote)
 	return lc
@@ -446,7 +447,7 @@ func (l *lane) exchange(lc *laneConn, lr *laneRequest, b *backend, keep bool) (i
 	bc, gone, err := l.send(lc, lr, b, &rh)
 	for n := 1; err == nil && rh.code < 200; n++ {
 		// Informational answers (103 Early Hints) go out as they come.
-		rh.writeTo(lc.bw, lc.scratch, b.name, true)
+		rh.writeTo(lc.bw, lc.scratch, "", true)
 		if lc.bw.Flush() != nil {
 			bc.Close()
 			return rh.code, false
@@ -823,7 +824,8 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		if err != nil {
 			return fmt.Errorf("malformed chunk size line %q", line)
 		}
-		dst.Write(strconv.AppendUint(nil, n, 16))
+		var hex [16]byte
+		dst.Write(strconv.AppendUint(hex[:0], n, 16))
 		dst.WriteString("\r\n")
 		if n == 0 {
 			break

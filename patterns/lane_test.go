@@ -50,6 +50,9 @@ func laneBackend() http.Handler {
 	mux.HandleFunc("/hints/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Link", "</style.css>; rel=preload")
 		w.WriteHeader(http.StatusEarlyHints)
+		// Later than the hints: a proxy that took them for the answer
+		// would leave this one on a pooled connection, for the next request.
+		time.Sleep(20 * time.Millisecond)
 		io.WriteString(w, "after hints")
 	})
 	mux.HandleFunc("/hop/", func(w http.ResponseWriter, r *http.Request) {
@@ -116,9 +119,14 @@ func exchangeRaw(t *testing.T, addr, raw string) []*http.Response {
 		// Only HEAD matters to reading the answer.
 		method, _, _ := strings.Cut(raw, " ")
 		raw = raw[strings.Index(raw, "\r\n\r\n")+4:]
+	next:
 		resp, err := http.ReadResponse(br, &http.Request{Method: method})
 		if err != nil {
 			t.Fatalf("reading the answer: %v", err)
+		}
+		if resp.StatusCode < 200 {
+			out = append(out, resp)
+			goto next // the final answer follows
 		}
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
