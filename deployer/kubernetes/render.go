@@ -211,6 +211,9 @@ func (r *renderer) ambassadors(client *spec.Service) []corev1.Container {
 		}
 		c := r.container(s.Name+"-router", r.opts.Image, nil, env, nil, nil)
 		c.Ports = []corev1.ContainerPort{{Name: shortName(s.Name), ContainerPort: int32(port)}}
+		// No probes: the kubelet probes the pod IP, which this loopback-only
+		// router does not listen on, and an image FROM scratch has nothing
+		// to exec. A router that dies is restarted all the same.
 		out = append(out, c)
 	}
 	return out
