@@ -1,8 +1,10 @@
 -- wrk script for the shard bench: each request is GET /kv/key-N for a random
 -- N in 1..BENCH_KEYS, and the end prints one machine-readable RESULT line.
 local n = tonumber(os.getenv("BENCH_KEYS") or "1000")
--- BENCH_PACE_MS > 0 makes each connection wait that long after each answer
--- before its next request: a moderate load that does not saturate.
+-- BENCH_PACE_MS > 0 makes each connection wait after each answer before its
+-- next request, 0 to 2 × BENCH_PACE_MS ms at random (BENCH_PACE_MS on
+-- average), so that the connections do not fire in step: a moderate load
+-- that does not saturate and arrives spread out, not in bursts.
 local pace = tonumber(os.getenv("BENCH_PACE_MS") or "0")
 local reqs = {}
 local counter = 0
@@ -22,7 +24,7 @@ end
 
 if pace > 0 then
   function delay()
-    return pace
+    return math.random(0, 2 * pace)
   end
 end
 

@@ -83,6 +83,8 @@ type laneConn struct {
 	ip      string // the client's address, for X-Forwarded-For
 	scratch []byte // a backend's response head
 	idle    bool   // waiting for a request; guarded by laneServer.mu
+	use     requestUse
+	req     http.Request // the picker's, when it keeps none
 
 	// Watching the client while a backend is slow to answer.
 	watch     *time.Timer
@@ -91,9 +93,15 @@ type laneConn struct {
 	gone      bool // the client hung up during the wait
 }
 
-func newLaneConn(c net.Conn) *laneConn {
+// requestUse is what a router's picker does with the request it is given.
+type requestUse struct {
+	headers bool // reads the headers
+	keeps   bool // may keep the request: it is the program's own code
+}
+
+func newLaneConn(c net.Conn, use requestUse) *laneConn {
 	rw := newSysConn(c)
-	lc := &laneConn{Conn: c, br: bufio.NewReaderSize(rw, 4096), bw: bufio.NewWriterSize(rw, 4096), idle: true}
+	lc := &laneConn{Conn: c, br: bufio.NewReaderSize(rw, 4096), bw: bufio.NewWriterSize(rw, 4096), idle: true, use: use}
 	lc.remote = c.RemoteAddr().String()
 	lc.ip, _, _ = net.SplitHostPort(lc.remote)
 	return lc
@@ -322,7 +330,20 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 	}
 	lr.target = target
 
-	h := http.Header{}
+	// The request the picker sees. Only a key function, the program's own
+	// code, may keep it; for the rest one per connection will do, and only
+	// a header rule reads the headers.
+	var h http.Header
+	req := &lc.req
+	switch {
+	case lc.use.keeps:
+		h, req = http.Header{}, &http.Request{}
+	case lc.use.headers:
+		if h = lc.req.Header; h == nil {
+			h = http.Header{}
+		}
+		clear(h)
+	}
 	hosts := 0
 	for {
 		line, rest = nextLine(rest)
@@ -360,14 +381,17 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 			lr.xff = append(lr.xff, value...)
 			fallthrough
 		case hdrForward:
-			key := textproto.CanonicalMIMEHeaderKey(string(name))
-			h[key] = append(h[key], string(value))
+			if h != nil {
+				key := textproto.CanonicalMIMEHeaderKey(string(name))
+				h[key] = append(h[key], string(value))
+			}
 		}
 	}
 	if hosts != 1 || !httpguts.ValidHostHeader(string(lr.host)) {
 		return false
 	}
-	u, err := url.ParseRequestURI(string(target))
+	uri := string(target)
+	u, err := url.ParseRequestURI(uri)
 	if err != nil {
 		return false
 	}
@@ -375,11 +399,12 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 	case "/healthz", "/readyz", "/metrics":
 		return false // the frontend's own, served by net/http
 	}
-	lr.req = &http.Request{
+	*req = http.Request{
 		Method: lr.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: http.NoBody, Host: string(lr.host), RemoteAddr: lc.remote,
-		RequestURI: string(target), Close: lr.close,
+		RequestURI: uri, Close: lr.close,
 	}
+	lr.req = req
 	return true
 }
 
@@ -695,17 +720,23 @@ func (rh *responseHead) writeTo(w *bufio.Writer, head []byte, backend string, ke
 // writeStatusLine writes the status line net/http's server would: the
 // backend's reason phrase stays behind, as it does with ReverseProxy.
 func writeStatusLine(w *bufio.Writer, code int) {
-	var b [3]byte
 	w.WriteString("HTTP/1.1 ")
-	w.Write(strconv.AppendInt(b[:0], int64(code), 10))
+	writeCode(w, code)
 	w.WriteByte(' ')
 	if text := http.StatusText(code); text != "" {
 		w.WriteString(text)
 	} else {
 		w.WriteString("status code ")
-		w.Write(strconv.AppendInt(b[:0], int64(code), 10))
+		writeCode(w, code)
 	}
 	w.WriteString("\r\n")
+}
+
+// writeCode writes a three-digit status code without allocating.
+func writeCode(w *bufio.Writer, code int) {
+	w.WriteByte(byte('0' + code/100%10))
+	w.WriteByte(byte('0' + code/10%10))
+	w.WriteByte(byte('0' + code%10))
 }
 
 // parseLength parses a Content-Length value: digits only, as net/http

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -329,7 +330,7 @@ func FuzzLaneParse(f *testing.F) {
 		if n <= 0 {
 			return
 		}
-		lc := &laneConn{remote: "127.0.0.1:1"}
+		lc := &laneConn{remote: "127.0.0.1:1", use: requestUse{headers: true}}
 		var lr laneRequest
 		if !lc.parse(raw[:n], &lr) {
 			return
@@ -391,4 +392,68 @@ func FuzzResponseHead(f *testing.F) {
 			t.Fatalf("%q: body kind %d length %d, net/http reads chunked %v length %d", scratch, rh.body, rh.length, chunked, resp.ContentLength)
 		}
 	})
+}
+
+// TestLaneKeyRules: for every kind of key rule the lane sends a request to
+// the shard net/http sends it to, and a key function may keep the requests
+// it is given.
+func TestLaneKeyRules(t *testing.T) {
+	var (
+		mu   sync.Mutex // the race detector sees no order in socket I/O
+		kept []*http.Request
+	)
+	keyFunc := func(r *http.Request) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		kept = append(kept, r)
+		return r.Header.Get("X-Tenant") + "/" + r.URL.Query().Get("user") + "@" + r.Host, nil
+	}
+	backends := startBackends(t, 4, whoAmI)
+	for _, key := range []spec.Key{
+		{PathSegment: 2}, {Regexp: `^/kv/([^/]+)`}, {Header: "X-Tenant"}, {Query: "user"}, {Func: "tenant"},
+	} {
+		t.Run(key.String(), func(t *testing.T) {
+			mu.Lock()
+			kept = nil
+			mu.Unlock()
+			svc := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 4, Key: key}}
+			h, err := NewRouter(svc, backends, Options{KeyFunc: keyFunc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lane := serve(t, h)
+			ref := httptest.NewServer(h)
+			defer ref.Close()
+			for i := range 40 {
+				var got [2]string
+				for j, base := range []string{lane.URL, ref.URL} {
+					req, _ := http.NewRequest("GET", fmt.Sprintf("%s/kv/k%d?user=u%d", base, i, i), nil)
+					req.Header.Set("X-Tenant", fmt.Sprintf("t%d", i))
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Fatalf("status %d", resp.StatusCode)
+					}
+					got[j] = resp.Header.Get(HeaderBackend)
+				}
+				if key.Func == "" && got[0] != got[1] {
+					t.Fatalf("request %d: the lane sent it to %s, net/http to %s", i, got[0], got[1])
+				}
+			}
+			if key.Func != "" {
+				// The two paths see different hosts, so only check what was kept.
+				mu.Lock()
+				defer mu.Unlock()
+				for i, r := range kept {
+					if want := fmt.Sprintf("t%d", i/2); r.Header.Get("X-Tenant") != want {
+						t.Fatalf("kept request %d has X-Tenant %q, want %q: it was reused", i, r.Header.Get("X-Tenant"), want)
+					}
+				}
+			}
+		})
+	}
 }

@@ -50,7 +50,7 @@ func (s *laneServer) serve() error {
 			continue
 		}
 		delay = 0
-		lc := newLaneConn(c)
+		lc := newLaneConn(c, s.lane.rt.use)
 		if !s.track(lc) {
 			c.Close()
 			continue

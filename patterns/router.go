@@ -103,6 +103,9 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 	}
 
 	rt := &router{pick: pick, metrics: newMetrics(svc.Name)}
+	if k := svc.Shard; k != nil {
+		rt.use = requestUse{headers: k.Key.Header != "" || k.Key.Func != "", keeps: k.Key.Func != ""}
+	}
 	transport, pool := opts.Transport, (*connPool)(nil)
 	if transport == nil {
 		pool = newConnPool()
@@ -177,6 +180,7 @@ func (rt *router) backendMaker(transport http.RoundTripper, log *slog.Logger) fu
 
 type router struct {
 	pick    picker
+	use     requestUse // what pick does with the request
 	set     backendSet
 	metrics *metrics
 }

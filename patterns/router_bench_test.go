@@ -26,18 +26,24 @@ func BenchmarkShardRouter(b *testing.B) {
 	}
 	for _, tc := range []struct {
 		name string
-		tr   func() http.RoundTripper
+		tr   func() http.RoundTripper // nil: kiln's own, with the lane
 	}{
-		{"http.Transport", func() http.RoundTripper { return NewTransport() }},
-		{"hopTransport", func() http.RoundTripper { return newHopTransport(NewTransport()) }},
+		{"net/http+http.Transport", func() http.RoundTripper { return NewTransport() }},
+		{"net/http+hopTransport", func() http.RoundTripper { return newHopTransport(NewTransport()) }},
+		{"lane", nil},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			svc := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 3, Key: spec.Key{PathSegment: 2}}}
-			h, err := NewRouter(svc, backends(b), Options{Transport: tc.tr(), Logger: quiet})
+			var opts Options
+			if tc.tr != nil {
+				opts.Transport = tc.tr()
+			}
+			opts.Logger = quiet
+			h, err := NewRouter(svc, backends(b), opts)
 			if err != nil {
 				b.Fatal(err)
 			}
-			front := newServer(b, h)
+			front, _ := url.Parse(serve(b, h).URL)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			b.ReportAllocs()
 			b.SetParallelism(8)

@@ -54,7 +54,7 @@ func startRouter(t *testing.T, svc *spec.Service, backends []*url.URL, opts Opti
 }
 
 // serve serves h with Serve on a loopback port until the test ends.
-func serve(t *testing.T, h http.Handler) *testServer {
+func serve(t testing.TB, h http.Handler) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

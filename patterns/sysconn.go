@@ -20,6 +20,13 @@ import (
 type sysConn struct {
 	net.Conn
 	raw syscall.RawConn
+
+	// The call in progress, here rather than captured by the callbacks
+	// given to raw, which would cost an allocation per call.
+	rbuf, wbuf      []byte
+	rn, wn          int
+	rerrno, werrno  syscall.Errno
+	readFn, writeFn func(fd uintptr) bool
 }
 
 // newSysConn returns c's raw reader and writer, or c itself when it has no
@@ -27,7 +34,9 @@ type sysConn struct {
 func newSysConn(c net.Conn) io.ReadWriter {
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			return &sysConn{Conn: c, raw: raw}
+			s := &sysConn{Conn: c, raw: raw}
+			s.readFn, s.writeFn = s.read, s.write
+			return s
 		}
 	}
 	return c
@@ -37,21 +46,10 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait in the poller
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	c.rbuf, c.rn, c.rerrno = p, 0, 0
+	err := c.raw.Read(c.readFn)
+	n, errno := c.rn, c.rerrno
+	c.rbuf = nil
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -63,25 +61,27 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *sysConn) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := c.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait in the poller until the socket takes more
-			default:
-				errno = e
-				return true
-			}
+// read is one attempt; false means "wait in the poller, then again".
+func (c *sysConn) read(fd uintptr) bool {
+	p := c.rbuf
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
 		}
+		c.rn, c.rerrno = int(r), e
 		return true
-	})
+	}
+}
+
+func (c *sysConn) Write(p []byte) (int, error) {
+	c.wbuf, c.wn, c.werrno = p, 0, 0
+	err := c.raw.Write(c.writeFn)
+	n, errno := c.wn, c.werrno
+	c.wbuf = nil
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)
@@ -89,6 +89,26 @@ func (c *sysConn) Write(p []byte) (int, error) {
 		return n, c.opError("write", os.NewSyscallError("write", errno))
 	}
 	return n, nil
+}
+
+// write writes what the socket takes; false means "wait in the poller
+// until it takes more, then again".
+func (c *sysConn) write(fd uintptr) bool {
+	p := c.wbuf
+	for c.wn < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.wn])), uintptr(len(p)-c.wn))
+		switch e {
+		case 0:
+			c.wn += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
 }
 
 func (c *sysConn) opError(op string, err error) error {
