@@ -67,7 +67,7 @@ type lane struct {
 func newLane(rt *router, pool *connPool, log *slog.Logger) *lane {
 	l := &lane{rt: rt, pool: pool, log: log, requests: prometheus.NewCounter(prometheus.CounterOpts{
 		Name:        "kiln_lane_requests_total",
-		Help:        "Requests the router forwarded on its fast lane; the others went through net/http.",
+		Help:        "Requests the router served on its fast lane; the others went through net/http.",
 		ConstLabels: prometheus.Labels{"service": rt.metrics.service},
 	})}
 	rt.metrics.registry.MustRegister(l.requests)
@@ -525,6 +525,9 @@ func (l *lane) exchange(lc *laneConn, lr *laneRequest, b *backend, keep bool) (i
 // send writes lr to a connection to b and reads the head of the answer into
 // rh. gone reports that the client hung up meanwhile.
 func (l *lane) send(lc *laneConn, lr *laneRequest, b *backend, rh *responseHead) (bc *backendConn, gone bool, err error) {
+	if cap(lc.scratch) > 64<<10 {
+		lc.scratch = nil // one huge head should not stay with the connection
+	}
 	for attempt := 0; ; attempt++ {
 		var reused bool
 		lc.scratch = lc.scratch[:0]

@@ -286,35 +286,82 @@ func TestRouterStreams(t *testing.T) {
 	}
 }
 
+// TestServeDrainsInFlightRequests: when Serve's context ends, a request in
+// flight still gets its answer, a kept-alive idle connection is closed, and
+// nothing new is accepted; for a leaf (net/http) and a router (its lane).
 func TestServeDrainsInFlightRequests(t *testing.T) {
-	started := make(chan struct{})
-	h := Leaf(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		time.Sleep(300 * time.Millisecond)
-		fmt.Fprint(w, "done")
-	}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	slow := func() (http.Handler, chan struct{}) {
+		started := make(chan struct{}, 1)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				started <- struct{}{}
+				time.Sleep(300 * time.Millisecond)
+			}
+			fmt.Fprint(w, "done")
+		}), started
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, h, 5*time.Second) }()
-	got := make(chan string, 1)
-	go func() {
-		_, body := get(t, "http://"+ln.Addr().String()+"/slow")
-		got <- body
-	}()
-	<-started
-	cancel() // as on SIGTERM
-	if body := <-got; body != "done" {
-		t.Fatalf("in-flight request got %q", body)
-	}
-	if err := <-served; err != nil {
-		t.Fatalf("Serve: %v", err)
-	}
-	if _, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
-		t.Fatal("still accepting after draining")
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T, h http.Handler) http.Handler
+	}{
+		{"leaf", func(t *testing.T, h http.Handler) http.Handler { return Leaf(h) }},
+		{"router", func(t *testing.T, h http.Handler) http.Handler {
+			backend := httptest.NewServer(h)
+			t.Cleanup(backend.Close)
+			u, _ := url.Parse(backend.URL)
+			rt, err := NewRouter(&spec.Service{Name: "s", Simple: &spec.Simple{Replicas: 1}}, []*url.URL{u}, Options{Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rt
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner, started := slow()
+			h := tc.make(t, inner)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- Serve(ctx, ln, h, 5*time.Second) }()
+
+			// An idle kept-alive connection, and a request in flight.
+			idle, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer idle.Close()
+			fmt.Fprint(idle, "GET /fast HTTP/1.1\r\nHost: h\r\n\r\n")
+			idleR := bufio.NewReader(idle)
+			if resp, err := http.ReadResponse(idleR, nil); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("first answer: %v", err)
+			} else {
+				io.Copy(io.Discard, resp.Body)
+			}
+			got := make(chan string, 1)
+			go func() {
+				_, body := get(t, "http://"+addr+"/slow")
+				got <- body
+			}()
+			<-started
+			cancel() // as on SIGTERM
+			if body := <-got; body != "done" {
+				t.Fatalf("in-flight request got %q", body)
+			}
+			idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := idleR.ReadByte(); err != io.EOF {
+				t.Fatalf("idle connection: %v; want it closed", err)
+			}
+			if err := <-served; err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+			if _, err := http.Get("http://" + addr + "/"); err == nil {
+				t.Fatal("still accepting after draining")
+			}
+		})
 	}
 }
 
