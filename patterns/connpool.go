@@ -12,26 +12,30 @@ import (
 // the code that speaks HTTP/1.1 to backends itself: hopTransport and the
 // lane.
 type connPool struct {
-	dialer  net.Dialer
-	maxIdle int // per host
+	dialer      net.Dialer
+	maxIdle     int           // per host
+	idleTimeout time.Duration // how long an unused connection is kept
 
-	mu   sync.Mutex
-	idle map[string][]*backendConn
+	mu       sync.Mutex
+	idle     map[string][]*backendConn // per host, oldest first
+	sweeping bool                      // a sweep is scheduled
 }
 
 func newConnPool() *connPool {
 	return &connPool{
-		dialer:  net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
-		maxIdle: 512,
-		idle:    map[string][]*backendConn{},
+		dialer:      net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+		maxIdle:     512,
+		idleTimeout: 90 * time.Second, // as NewTransport's
+		idle:        map[string][]*backendConn{},
 	}
 }
 
 // backendConn is one connection to a backend with its buffers.
 type backendConn struct {
 	net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
 }
 
 // get returns an idle connection to host, or dials one. reused tells which:
@@ -56,13 +60,46 @@ func (p *connPool) get(ctx context.Context, host string) (c *backendConn, reused
 // put keeps c for the next request to host, or closes it when enough are
 // kept already.
 func (p *connPool) put(host string, c *backendConn) {
+	c.idleSince = time.Now()
 	p.mu.Lock()
 	if len(p.idle[host]) < p.maxIdle {
 		p.idle[host] = append(p.idle[host], c)
 		c = nil
+		if !p.sweeping {
+			p.sweeping = true
+			time.AfterFunc(p.idleTimeout, p.sweep)
+		}
 	}
 	p.mu.Unlock()
 	if c != nil {
+		c.Close()
+	}
+}
+
+// sweep closes the connections unused for idleTimeout; after a burst of
+// load a router would otherwise keep hundreds of them open for good. It
+// runs only while some are kept.
+func (p *connPool) sweep() {
+	cutoff := time.Now().Add(-p.idleTimeout)
+	var stale []*backendConn
+	p.mu.Lock()
+	for host, cs := range p.idle {
+		n := 0
+		for n < len(cs) && cs[n].idleSince.Before(cutoff) {
+			n++
+		}
+		stale = append(stale, cs[:n]...)
+		if n == len(cs) {
+			delete(p.idle, host)
+		} else if n > 0 {
+			p.idle[host] = append([]*backendConn(nil), cs[n:]...)
+		}
+	}
+	if p.sweeping = len(p.idle) > 0; p.sweeping {
+		time.AfterFunc(p.idleTimeout/2, p.sweep)
+	}
+	p.mu.Unlock()
+	for _, c := range stale {
 		c.Close()
 	}
 }

@@ -182,7 +182,7 @@ const DefaultGrace = 30 * time.Second
 // Serve serves h on ln until ctx ends, then drains: /readyz starts failing,
 // no new connection is accepted, and in-flight requests finish within grace.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: clientIdleTimeout}
 	var ls *laneServer
 	if f, ok := h.(*frontend); ok && f.lane != nil {
 		ls = newLaneServer(f.lane, srv, ln)

@@ -39,6 +39,10 @@ import (
 // head, on the lane as on net/http (http.Server.ReadHeaderTimeout).
 const readHeaderTimeout = 10 * time.Second
 
+// clientIdleTimeout is how long a client's kept-alive connection may wait
+// for its next request, on the lane as on net/http (http.Server.IdleTimeout).
+const clientIdleTimeout = 2 * time.Minute
+
 // maxResponseHead bounds a backend's response head, as http.Transport's
 // MaxResponseHeaderBytes does.
 const maxResponseHead = 1 << 20
@@ -79,12 +83,15 @@ type laneConn struct {
 	net.Conn
 	br      *bufio.Reader
 	bw      *bufio.Writer
-	remote  string // RemoteAddr, for the request the picker sees
-	ip      string // the client's address, for X-Forwarded-For
-	scratch []byte // a backend's response head
-	idle    bool   // waiting for a request; guarded by laneServer.mu
-	use     requestUse
+	remote  string       // RemoteAddr, for the request the picker sees
+	ip      string       // the client's address, for X-Forwarded-For
+	scratch []byte       // a backend's response head
+	use     requestUse   // what the router's picker reads
 	req     http.Request // the picker's, when it keeps none
+
+	// Guarded by laneServer.mu.
+	idle      bool // waiting for a request
+	idleSince time.Time
 
 	// Watching the client while a backend is slow to answer.
 	watch     *time.Timer

@@ -3,6 +3,7 @@ package patterns
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -455,5 +456,65 @@ func TestLaneKeyRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLaneClosesIdleConnections: a client connection that waits longer than
+// the idle timeout for its next request is closed; a busy one is not.
+func TestLaneClosesIdleConnections(t *testing.T) {
+	svc := &spec.Service{Name: "s", Simple: &spec.Simple{Replicas: 1}}
+	h, err := NewRouter(svc, startBackends(t, 1, whoAmI), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := h.(*frontend)
+	s := newLaneServer(f.lane, &http.Server{Handler: h}, ln)
+	s.idleTimeout = 300 * time.Millisecond
+	go s.serve()
+	t.Cleanup(func() { s.shutdown(context.Background()); s.srv.Close() })
+
+	ask := func(c net.Conn, br *bufio.Reader) error {
+		if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	idle, idleR := dial()
+	busy, busyR := dial()
+	for _, c := range []struct {
+		c  net.Conn
+		br *bufio.Reader
+	}{{idle, idleR}, {busy, busyR}} {
+		if err := ask(c.c, c.br); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for time.Since(start) < 4*s.idleTimeout {
+		if err := ask(busy, busyR); err != nil {
+			t.Fatalf("a busy connection failed after %s: %v", time.Since(start), err)
+		}
+		time.Sleep(s.idleTimeout / 10)
+	}
+	idle.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := idleR.ReadByte(); err != io.EOF {
+		t.Fatalf("the idle connection: %v; want it closed", err)
 	}
 }

@@ -14,19 +14,21 @@ import (
 // until a request comes that the lane does not take; that connection then
 // goes to srv, through the handoff listener, with the bytes already read.
 type laneServer struct {
-	lane *lane
-	srv  *http.Server
-	ln   net.Listener
-	hand *handoffListener
+	lane        *lane
+	srv         *http.Server
+	ln          net.Listener
+	hand        *handoffListener
+	idleTimeout time.Duration
 
-	mu      sync.Mutex
-	conns   map[*laneConn]struct{}
-	closing bool
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[*laneConn]struct{}
+	closing  bool
+	sweeping bool // a sweep of idle connections is scheduled
+	wg       sync.WaitGroup
 }
 
 func newLaneServer(l *lane, srv *http.Server, ln net.Listener) *laneServer {
-	return &laneServer{lane: l, srv: srv, ln: ln, hand: newHandoffListener(ln.Addr()), conns: map[*laneConn]struct{}{}}
+	return &laneServer{lane: l, srv: srv, ln: ln, hand: newHandoffListener(ln.Addr()), idleTimeout: clientIdleTimeout, conns: map[*laneConn]struct{}{}}
 }
 
 // serve accepts connections until shutdown; it returns
@@ -66,8 +68,29 @@ func (s *laneServer) track(lc *laneConn) bool {
 		return false
 	}
 	s.conns[lc] = struct{}{}
+	lc.idleSince = time.Now()
 	s.wg.Add(1)
+	if !s.sweeping {
+		s.sweeping = true
+		time.AfterFunc(s.idleTimeout/2, s.sweep)
+	}
 	return true
+}
+
+// sweep closes the connections idle for idleTimeout, as http.Server does
+// with its IdleTimeout. It runs only while there are connections.
+func (s *laneServer) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cutoff := time.Now().Add(-s.idleTimeout)
+	for lc := range s.conns {
+		if lc.idle && lc.idleSince.Before(cutoff) {
+			lc.SetReadDeadline(aLongTimeAgo) // wakes its goroutine, which closes it
+		}
+	}
+	if s.sweeping = len(s.conns) > 0 && !s.closing; s.sweeping {
+		time.AfterFunc(s.idleTimeout/2, s.sweep)
+	}
 }
 
 func (s *laneServer) isClosing() bool {
@@ -81,6 +104,9 @@ func (s *laneServer) isClosing() bool {
 func (s *laneServer) setIdle(lc *laneConn, idle bool) (closing bool) {
 	s.mu.Lock()
 	lc.idle = idle
+	if idle {
+		lc.idleSince = time.Now()
+	}
 	closing = s.closing
 	s.mu.Unlock()
 	if closing && !idle {
