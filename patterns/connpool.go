@@ -3,8 +3,10 @@ package patterns
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -102,4 +104,28 @@ func (p *connPool) sweep() {
 	for _, c := range stale {
 		c.Close()
 	}
+}
+
+// closedByPeer reports whether the backend has closed c, or sent something
+// unasked, while it was idle: a look at the socket that does not wait.
+func (c *backendConn) closedByPeer() bool {
+	if c.br.Buffered() > 0 {
+		return true
+	}
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	open := false
+	raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		open = errors.Is(err, syscall.EAGAIN)
+		return true
+	})
+	return !open
 }

@@ -16,7 +16,8 @@
 // requests when its context ends.
 //
 // Serve gives a router a fast lane (lane.go): it forwards plain requests —
-// HTTP/1.1, no body — itself, on the client connection's goroutine, and
+// HTTP/1.1, a body of at most a few KB — itself, on the client
+// connection's goroutine, and
 // hands any other connection to net/http and the router's
 // httputil.ReverseProxy, which answer the same (lane_test.go compares the
 // two byte for byte). The lane roughly halves a router's CPU per request.

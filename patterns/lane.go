@@ -20,18 +20,19 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// The lane forwards a router's plain requests — HTTP/1.1, no body, no
-// upgrade, a head that fits one read buffer — on the client connection's
-// own goroutine: it parses the head, picks the backend the way the router
-// does, writes the head to a pooled backend connection and relays the
-// answer, streaming. net/http's server and ReverseProxy do the same job
+// The lane forwards a router's plain requests — HTTP/1.1, no upgrade, a
+// head and a body (of known length) that fit one 4 KB read buffer
+// together — on the client connection's own goroutine: it parses the head,
+// picks the backend the way the router does, writes the request to a
+// pooled backend connection in one write and relays the answer, streaming. net/http's server and ReverseProxy do the same job
 // with about twice the CPU per request (a background reader goroutine per
 // request, header maps cloned and sorted both ways), which on a core shared
 // with the backends halves a router's throughput.
 //
 // The lane only has to recognise a plain request, never to reject one: a
-// connection whose next request is anything else (a body, a malformed or
-// oversized head, HTTP/1.0, /healthz) is handed, unread, to net/http, which
+// connection whose next request is anything else (a chunked or larger
+// body, a malformed head, HTTP/1.0, /healthz) is handed, unread, to
+// net/http, which
 // serves it and the rest of that connection with the full handler. So
 // nothing the lane does not understand reaches a backend through it.
 
@@ -176,6 +177,34 @@ func (lc *laneConn) peekHead() ([]byte, error) {
 	}
 }
 
+// peekRequest returns the head and the body of the next request, the head
+// already parsed into lr, without consuming them. It returns a nil head
+// when the whole request does not fit the read buffer.
+func (lc *laneConn) peekRequest(head []byte, lr *laneRequest) ([]byte, error) {
+	total := len(head) + int(lr.length)
+	if lr.length > int64(lc.br.Size()) || total > lc.br.Size() {
+		return nil, nil
+	}
+	if lc.br.Buffered() < total {
+		lc.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+		_, err := lc.br.Peek(total)
+		lc.SetReadDeadline(time.Time{})
+		if err != nil {
+			return nil, err
+		}
+		// Reading on may have moved the bytes lr points to.
+		buf, _ := lc.br.Peek(total)
+		head = buf[:len(head)]
+		lc.parse(head, lr)
+	}
+	buf, _ := lc.br.Peek(total)
+	lr.body = buf[len(head):]
+	if lc.use.keeps && len(lr.body) > 0 {
+		lr.req.Body = io.NopCloser(bytes.NewReader(bytes.Clone(lr.body)))
+	}
+	return head, nil
+}
+
 // headEnd returns the length of the head at the start of buf, 0 when buf
 // holds no complete head yet, and -1 when a line of it does not end in CRLF.
 func headEnd(buf []byte) int {
@@ -201,6 +230,8 @@ func headEnd(buf []byte) int {
 // client connection's read buffer and live until the next read.
 type laneRequest struct {
 	head   []byte
+	body   []byte // all of it: the lane takes only bodies it has whole
+	length int64  // Content-Length
 	method string
 	target []byte
 	host   []byte
@@ -309,9 +340,18 @@ func splitHeader(line []byte) (name, value []byte, ok bool) {
 	return name, value, true
 }
 
-// laneMethods are the methods whose requests carry no body by their
-// meaning; the lane takes no other.
-var laneMethods = []string{http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions}
+// laneMethods are the methods the lane takes; the others (CONNECT, TRACE,
+// extensions) go to net/http.
+var laneMethods = []string{
+	http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions,
+	http.MethodPut, http.MethodPost, http.MethodPatch,
+}
+
+// idempotent reports whether a request may be sent again after a
+// connection failed under it (RFC 9110, section 9.2.2).
+func idempotent(method string) bool {
+	return method != http.MethodPost && method != http.MethodPatch
+}
 
 // parse reads head into lr and reports whether the lane may forward it.
 func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
@@ -351,7 +391,7 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 		}
 		clear(h)
 	}
-	hosts := 0
+	hosts, lengths := 0, 0
 	for {
 		line, rest = nextLine(rest)
 		if len(line) == 0 {
@@ -378,9 +418,11 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 				}
 			}
 		case hdrContentLength:
-			if string(value) != "0" {
+			n, ok := parseLength(value)
+			if !ok || lengths > 0 && n != lr.length {
 				return false
 			}
+			lr.length, lengths = n, lengths+1
 		case hdrForwardedFor:
 			if len(lr.xff) > 0 {
 				lr.xff = append(lr.xff, ", "...)
@@ -408,8 +450,8 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 	}
 	*req = http.Request{
 		Method: lr.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Body: http.NoBody, Host: string(lr.host), RemoteAddr: lc.remote,
-		RequestURI: uri, Close: lr.close,
+		Header: h, Body: http.NoBody, ContentLength: lr.length, Host: string(lr.host),
+		RemoteAddr: lc.remote, RequestURI: uri, Close: lr.close,
 	}
 	lr.req = req
 	return true
@@ -447,7 +489,20 @@ func (lr *laneRequest) writeTo(w *bufio.Writer, host, clientIP string) {
 	w.WriteString(clientIP)
 	w.WriteString("\r\nX-Forwarded-Host: ")
 	w.Write(lr.host)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	switch {
+	case len(lr.body) > 0:
+		w.WriteString("Content-Length: ")
+		w.WriteString(strconv.Itoa(len(lr.body)))
+		w.WriteString("\r\n\r\n")
+		w.Write(lr.body)
+		return
+	case lr.method == http.MethodPost || lr.method == http.MethodPut || lr.method == http.MethodPatch:
+		// An empty body, said out loud where one is expected, as
+		// http.Request.Write does.
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	w.WriteString("\r\n")
 }
 
 // forward serves one plain request and reports whether the connection may
@@ -535,11 +590,19 @@ func (l *lane) send(lc *laneConn, lr *laneRequest, b *backend, rh *responseHead)
 	if cap(lc.scratch) > 64<<10 {
 		lc.scratch = nil // one huge head should not stay with the connection
 	}
+	retry := idempotent(lr.method)
 	for attempt := 0; ; attempt++ {
 		var reused bool
 		lc.scratch = lc.scratch[:0]
 		if bc, reused, err = l.pool.get(context.Background(), b.addr); err != nil {
 			return nil, false, err
+		}
+		if reused && !retry && bc.closedByPeer() {
+			// What cannot be sent twice goes only on a connection known
+			// to be open.
+			bc.Close()
+			attempt--
+			continue
 		}
 		lr.writeTo(bc.bw, b.addr, lc.ip)
 		if err = bc.bw.Flush(); err == nil {
@@ -549,8 +612,8 @@ func (l *lane) send(lc *laneConn, lr *laneRequest, b *backend, rh *responseHead)
 		}
 		bc.Close()
 		// A kept-alive connection the backend had closed fails before a
-		// byte of an answer; a request without a body is safe to send again.
-		if gone || !reused || attempt > 0 || len(lc.scratch) > 0 {
+		// byte of an answer; an idempotent request is safe to send again.
+		if gone || !reused || !retry || attempt > 0 || len(lc.scratch) > 0 {
 			return nil, gone, err
 		}
 	}

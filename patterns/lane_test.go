@@ -29,9 +29,10 @@ func laneBackend() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/echo/", func(w http.ResponseWriter, r *http.Request) {
 		// What the backend was sent, for comparing the two paths.
+		body, err := io.ReadAll(r.Body)
 		json.NewEncoder(w).Encode(map[string]any{
 			"method": r.Method, "uri": r.RequestURI, "host": r.Host, "header": r.Header,
-			"length": r.ContentLength, "close": r.Close,
+			"length": r.ContentLength, "close": r.Close, "body": string(body), "err": fmt.Sprint(err),
 		})
 	})
 	mux.HandleFunc("/big/", func(w http.ResponseWriter, r *http.Request) {
@@ -205,9 +206,15 @@ func TestLaneAnswersAsNetHTTP(t *testing.T) {
 		{"no key", "GET / HTTP/1.1\r\nHost: h\r\n\r\n", true},
 		{"pipelined", "GET /echo/a HTTP/1.1\r\nHost: h\r\n\r\nGET /big/b HTTP/1.1\r\nHost: h\r\n\r\nHEAD /echo/c HTTP/1.1\r\nHost: h\r\n\r\n", true},
 		{"client closes", "GET /echo/k HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", true},
+		{"body", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", true},
+		{"body then plain", "POST /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhiGET /echo/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"post without length", "POST /echo/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
+		{"empty post", "POST /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", true},
+		{"patch, lengths agree", "PATCH /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", true},
 		// net/http's: the lane hands these over.
-		{"body", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", false},
-		{"body then plain", "POST /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhiGET /echo/k HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"lengths disagree", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", false},
+		{"bad length", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc", false},
+		{"body too big", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("b", 5000), false},
 		{"chunked body", "POST /echo/k HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", false},
 		{"http/1.0", "GET /echo/k HTTP/1.0\r\nHost: h\r\n\r\n", false},
 		{"health", "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", false},
@@ -321,6 +328,7 @@ func FuzzLaneParse(f *testing.F) {
 		"GET /kv/a HTTP/1.1\r\nHost: h\r\n\r\n",
 		"HEAD /x?y=1 HTTP/1.1\r\nHost: h:80\r\nX-Forwarded-For: 1.2.3.4\r\nConnection: close\r\n\r\n",
 		"DELETE /%zz HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: h\r\nA: \x01\r\n\r\n",
 		"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
 	} {
@@ -341,7 +349,7 @@ func FuzzLaneParse(f *testing.F) {
 			t.Fatalf("the lane takes %q, net/http refuses it: %v", raw[:n], err)
 		}
 		if req.Method != lr.req.Method || req.RequestURI != lr.req.RequestURI || req.Host != lr.req.Host ||
-			req.URL.String() != lr.req.URL.String() || req.ContentLength > 0 || req.Close != lr.req.Close {
+			req.URL.String() != lr.req.URL.String() || req.ContentLength != lr.length || req.Close != lr.req.Close {
 			t.Fatalf("%q: net/http reads %s %s host %q close %v, the lane %s %s host %q close %v",
 				raw[:n], req.Method, req.URL, req.Host, req.Close, lr.req.Method, lr.req.URL, lr.req.Host, lr.req.Close)
 		}
@@ -516,5 +524,60 @@ func TestLaneClosesIdleConnections(t *testing.T) {
 	idle.SetReadDeadline(time.Now().Add(time.Second))
 	if _, err := idleR.ReadByte(); err != io.EOF {
 		t.Fatalf("the idle connection: %v; want it closed", err)
+	}
+}
+
+// TestLanePostsOnce: a POST goes only on a backend connection known to be
+// open, and is not sent again when the backend drops it unanswered; a GET
+// is.
+func TestLanePostsOnce(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Method+" "+r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/drop" {
+			c, _, _ := http.NewResponseController(w).Hijack()
+			c.Close() // no answer
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	rt := startRouter(t, &spec.Service{Name: "s", Simple: &spec.Simple{Replicas: 1}}, []*url.URL{u}, Options{Logger: quiet})
+	post := func(path string) int {
+		resp, err := http.Post(rt.URL+path, "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/a"); code != 200 {
+		t.Fatalf("first POST: %d", code)
+	}
+	srv.CloseClientConnections() // the router's kept connection is now dead
+	time.Sleep(50 * time.Millisecond)
+	if code := post("/a"); code != 200 {
+		t.Fatalf("POST after the backend closed its idle connections: %d", code)
+	}
+	if code := post("/drop"); code != http.StatusBadGateway {
+		t.Fatalf("POST the backend dropped: %d, want 502", code)
+	}
+	if resp, _ := get(t, rt.URL+"/drop"); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("GET the backend dropped: %d, want 502", resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The GET went on a fresh connection (the last one was dropped), so it
+	// was not sent again either.
+	want := map[string]int{"POST /a": 2, "POST /drop": 1, "GET /drop": 1}
+	for k, n := range want {
+		if seen[k] != n {
+			t.Errorf("%s reached the backend %d times, want %d (all: %v)", k, seen[k], n, seen)
+		}
 	}
 }

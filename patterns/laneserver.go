@@ -138,11 +138,17 @@ func (s *laneServer) serveConn(lc *laneConn) {
 		if err != nil {
 			return
 		}
-		if head == nil || !lc.parse(head, &lr) {
+		if head != nil && lc.parse(head, &lr) {
+			head, err = lc.peekRequest(head, &lr)
+			if err != nil {
+				return
+			}
+		}
+		if head == nil || lr.req == nil {
 			handedOff = s.hand.give(&bufferedConn{Conn: lc.Conn, r: lc.br})
 			return
 		}
-		lc.br.Discard(len(head))
+		lc.br.Discard(len(head) + len(lr.body))
 		if !s.lane.forward(lc, &lr, closing) || s.setIdle(lc, true) {
 			return
 		}
