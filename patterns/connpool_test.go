@@ -11,27 +11,13 @@ import (
 // TestConnPoolClosesIdleConnections: a connection unused for the idle
 // timeout is closed, one in use meanwhile is kept.
 func TestConnPoolClosesIdleConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	closed := make(chan time.Time, 2)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				io.Copy(io.Discard, c) // until the pool closes it
-				closed <- time.Now()
-			}()
-		}
-	}()
+	host := acceptEach(t, func(c net.Conn) {
+		io.Copy(io.Discard, c) // until the pool closes it
+		closed <- time.Now()
+	})
 	p := newConnPool()
 	p.idleTimeout = 200 * time.Millisecond
-	host := ln.Addr().String()
 	old, _, err := p.get(context.Background(), host)
 	if err != nil {
 		t.Fatal(err)

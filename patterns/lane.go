@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net"
 	"net/http"
@@ -251,61 +252,34 @@ const (
 	hdrForwardedFor
 )
 
+// requestHeaders are the request headers the lane does not forward as
+// they come.
+var requestHeaders = [...]struct {
+	name string
+	kind int
+}{
+	{"Host", hdrHost},
+	{"Connection", hdrConnection},
+	{"Content-Length", hdrContentLength},
+	{"X-Forwarded-For", hdrForwardedFor},
+	{"Keep-Alive", hdrDrop},
+	{"Proxy-Connection", hdrDrop},
+	{"Forwarded", hdrDrop},
+	{"X-Forwarded-Host", hdrDrop},
+	{"X-Forwarded-Proto", hdrDrop},
+	{"Transfer-Encoding", hdrRefuse},
+	{"Expect", hdrRefuse},
+	{"Upgrade", hdrRefuse},
+	{"Te", hdrRefuse},
+	{"Trailer", hdrRefuse},
+	{"Proxy-Authenticate", hdrRefuse},
+	{"Proxy-Authorization", hdrRefuse},
+}
+
 func requestHeaderKind(name []byte) int {
-	switch len(name) {
-	case 2:
-		if bytes.EqualFold(name, []byte("te")) {
-			return hdrRefuse
-		}
-	case 4:
-		if bytes.EqualFold(name, []byte("host")) {
-			return hdrHost
-		}
-	case 6:
-		if bytes.EqualFold(name, []byte("expect")) {
-			return hdrRefuse
-		}
-	case 7:
-		if bytes.EqualFold(name, []byte("upgrade")) || bytes.EqualFold(name, []byte("trailer")) {
-			return hdrRefuse
-		}
-	case 9:
-		if bytes.EqualFold(name, []byte("forwarded")) {
-			return hdrDrop
-		}
-	case 10:
-		if bytes.EqualFold(name, []byte("connection")) {
-			return hdrConnection
-		}
-		if bytes.EqualFold(name, []byte("keep-alive")) {
-			return hdrDrop
-		}
-	case 14:
-		if bytes.EqualFold(name, []byte("content-length")) {
-			return hdrContentLength
-		}
-	case 15:
-		if bytes.EqualFold(name, []byte("x-forwarded-for")) {
-			return hdrForwardedFor
-		}
-	case 16:
-		if bytes.EqualFold(name, []byte("x-forwarded-host")) || bytes.EqualFold(name, []byte("proxy-connection")) {
-			return hdrDrop
-		}
-	case 17:
-		if bytes.EqualFold(name, []byte("x-forwarded-proto")) {
-			return hdrDrop
-		}
-		if bytes.EqualFold(name, []byte("transfer-encoding")) {
-			return hdrRefuse
-		}
-	case 18:
-		if bytes.EqualFold(name, []byte("proxy-authenticate")) {
-			return hdrRefuse
-		}
-	case 19:
-		if bytes.EqualFold(name, []byte("proxy-authorization")) {
-			return hdrRefuse
+	for _, h := range requestHeaders {
+		if len(name) == len(h.name) && bytes.EqualFold(name, []byte(h.name)) {
+			return h.kind
 		}
 	}
 	return hdrForward
@@ -318,6 +292,20 @@ func nextLine(buf []byte) (line, rest []byte) {
 		return buf, nil
 	}
 	return bytes.TrimSuffix(buf[:i], []byte("\r")), buf[i+1:]
+}
+
+// headerLines yields the header lines of a head: those after its first
+// line, up to the empty one, without their line ends.
+func headerLines(head []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		_, rest := nextLine(head)
+		for {
+			var line []byte
+			if line, rest = nextLine(rest); len(line) == 0 || !yield(line) {
+				return
+			}
+		}
+	}
 }
 
 // splitHeader splits a header line into its name and its trimmed value.
@@ -356,7 +344,7 @@ func idempotent(method string) bool {
 // parse reads head into lr and reports whether the lane may forward it.
 func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 	*lr = laneRequest{head: head}
-	line, rest := nextLine(head)
+	line, _ := nextLine(head)
 	method, line, ok1 := bytes.Cut(line, []byte(" "))
 	target, proto, ok2 := bytes.Cut(line, []byte(" "))
 	if !ok1 || !ok2 || string(proto) != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
@@ -392,11 +380,7 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 		clear(h)
 	}
 	hosts, lengths := 0, 0
-	for {
-		line, rest = nextLine(rest)
-		if len(line) == 0 {
-			break
-		}
+	for line := range headerLines(head) {
 		name, value, ok := splitHeader(line)
 		if !ok {
 			return false
@@ -468,13 +452,7 @@ func (lr *laneRequest) writeTo(w *bufio.Writer, host, clientIP string) {
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
-	_, rest := nextLine(lr.head)
-	for {
-		var line []byte
-		line, rest = nextLine(rest)
-		if len(line) == 0 {
-			break
-		}
+	for line := range headerLines(lr.head) {
 		name, _, _ := bytes.Cut(line, []byte(":"))
 		if requestHeaderKind(name) == hdrForward {
 			w.Write(line)
@@ -666,7 +644,7 @@ func readResponseHead(r *bufio.Reader, scratch *[]byte, method string, rh *respo
 
 func (rh *responseHead) parse(buf []byte, method string) error {
 	*rh = responseHead{length: -1}
-	line, rest := nextLine(buf)
+	line, _ := nextLine(buf)
 	proto, status, _ := bytes.Cut(line, []byte(" "))
 	http10 := string(proto) == "HTTP/1.0"
 	if !http10 && string(proto) != "HTTP/1.1" {
@@ -682,11 +660,7 @@ func (rh *responseHead) parse(buf []byte, method string) error {
 	}
 	rh.close = http10
 	chunked := false
-	for {
-		line, rest = nextLine(rest)
-		if len(line) == 0 {
-			break
-		}
+	for line := range headerLines(buf) {
 		name, value, ok := splitHeader(line)
 		if !ok {
 			return fmt.Errorf("malformed response header %q", line)
@@ -756,13 +730,7 @@ func (rh *responseHead) dropResponseHeader(name []byte) bool {
 // Connection: close unless keep.
 func (rh *responseHead) writeTo(w *bufio.Writer, head []byte, backend string, keep bool) {
 	writeStatusLine(w, rh.code)
-	_, rest := nextLine(head)
-	for {
-		var line []byte
-		line, rest = nextLine(rest)
-		if len(line) == 0 {
-			break
-		}
+	for line := range headerLines(head) {
 		name, _, _ := bytes.Cut(line, []byte(":"))
 		if !rh.dropResponseHeader(name) {
 			w.Write(line)

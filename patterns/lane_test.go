@@ -77,8 +77,9 @@ func laneBackend() http.Handler {
 	return mux
 }
 
-// rawBackend answers every request with answer and closes the connection.
-func rawBackend(t *testing.T, answer string) *url.URL {
+// acceptEach listens on loopback until the test ends and serves each
+// connection it accepts with serve, on a goroutine of its own.
+func acceptEach(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,16 +92,22 @@ func rawBackend(t *testing.T, answer string) *url.URL {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err == nil {
-					io.WriteString(c, answer)
-				}
-			}()
+			go serve(c)
 		}
 	}()
-	return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+	return ln.Addr().String()
+}
+
+// rawBackend answers every request with answer and closes the connection.
+func rawBackend(t *testing.T, answer string) *url.URL {
+	t.Helper()
+	addr := acceptEach(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			io.WriteString(c, answer)
+		}
+	})
+	return &url.URL{Scheme: "http", Host: addr}
 }
 
 // exchangeRaw sends raw on a new connection to addr and reads one answer

@@ -48,17 +48,11 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	}
 	c.rbuf, c.rn, c.rerrno = p, 0, 0
 	err := c.raw.Read(c.readFn)
-	n, errno := c.rn, c.rerrno
 	c.rbuf = nil
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
+	if err == nil && c.rerrno == 0 && c.rn == 0 {
 		return 0, io.EOF
 	}
-	return n, nil
+	return c.result("read", c.rn, err, c.rerrno)
 }
 
 // read is one attempt; false means "wait in the poller, then again".
@@ -72,7 +66,9 @@ func (c *sysConn) read(fd uintptr) bool {
 		case syscall.EAGAIN:
 			return false
 		}
-		c.rn, c.rerrno = int(r), e
+		if c.rerrno = e; e == 0 {
+			c.rn = int(r)
+		}
 		return true
 	}
 }
@@ -80,15 +76,8 @@ func (c *sysConn) read(fd uintptr) bool {
 func (c *sysConn) Write(p []byte) (int, error) {
 	c.wbuf, c.wn, c.werrno = p, 0, 0
 	err := c.raw.Write(c.writeFn)
-	n, errno := c.wn, c.werrno
 	c.wbuf = nil
-	switch {
-	case err != nil:
-		return n, c.opError("write", err)
-	case errno != 0:
-		return n, c.opError("write", os.NewSyscallError("write", errno))
-	}
-	return n, nil
+	return c.result("write", c.wn, err, c.werrno)
 }
 
 // write writes what the socket takes; false means "wait in the poller
@@ -111,6 +100,14 @@ func (c *sysConn) write(fd uintptr) bool {
 	return true
 }
 
-func (c *sysConn) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+// result is what Read or Write return: n, and the poller's error or the
+// system call's as net.Conn would give them.
+func (c *sysConn) result(op string, n int, err error, errno syscall.Errno) (int, error) {
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError(op, errno)
+	}
+	if err != nil {
+		return n, &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return n, nil
 }
