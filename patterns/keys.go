@@ -11,7 +11,8 @@ import (
 )
 
 // KeyFunc takes a shard key from a request. It returns an error wrapping
-// ErrNoKey when the request carries none.
+// ErrNoKey when the request carries none. It must not read the body, which
+// the router forwards after it.
 type KeyFunc func(*http.Request) (string, error)
 
 // ErrNoKey means a request carries no shard key; the router answers 400.

@@ -50,7 +50,8 @@ type config struct {
 func AppName(name string) Option { return func(c *config) { c.app = name } }
 
 // KeyFunc makes fn the shard key rule of a shard service. name is what the
-// spec records (its key.func field).
+// spec records (its key.func field). fn sees each request before the
+// router forwards it, and must not read its body.
 func KeyFunc(name string, fn func(*http.Request) (string, error)) Option {
 	return func(c *config) { c.keyName, c.keyFunc = name, fn }
 }
