@@ -392,7 +392,7 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 			hosts++
 			lr.host = value
 		case hdrConnection:
-			for _, tok := range bytes.Split(value, []byte(",")) {
+			for tok := range bytes.SplitSeq(value, []byte(",")) {
 				switch tok = bytes.Trim(tok, " \t"); {
 				case bytes.EqualFold(tok, []byte("close")):
 					lr.close = true
@@ -678,7 +678,7 @@ func (rh *responseHead) parse(buf []byte, method string) error {
 			}
 			chunked = true
 		case bytes.EqualFold(name, []byte("connection")):
-			for _, tok := range bytes.Split(value, []byte(",")) {
+			for tok := range bytes.SplitSeq(value, []byte(",")) {
 				switch tok = bytes.Trim(tok, " \t"); {
 				case bytes.EqualFold(tok, []byte("close")):
 					rh.close = true
