@@ -456,13 +456,32 @@ func grep(file, substr string) string {
 
 // probeResult is what chooseAccel remembers between runs.
 type probeResult struct {
-	Key   string `json:"key"`
-	Accel string `json:"accel"`
+	Key   string    `json:"key"`
+	Accel string    `json:"accel"`
+	At    time.Time `json:"at"`
+}
+
+// probeTCGFor is how long a failed KVM probe is believed: KVM that starts
+// working (a module loaded, a host fixed) is found again after it.
+const probeTCGFor = 24 * time.Hour
+
+// fresh reports whether pr answers for key at now.
+func (pr probeResult) fresh(key string, now time.Time) bool {
+	return pr.Key == key && (pr.Accel == AccelKVM || now.Sub(pr.At) < probeTCGFor)
+}
+
+// probeKey names what a probe's answer depends on: QEMU, the kernel, the
+// machine type, and this boot of the host (its KVM may differ after a
+// reboot or a migration).
+func probeKey(qemu string, im *Image, machine string) string {
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return fmt.Sprintf("%s %s %s boot %s", qemu, im.KernelRelease, machine, strings.TrimSpace(string(boot)))
 }
 
 // chooseAccel picks KVM only when a probe boot under KVM reaches the init
-// (within 10s); it remembers the answer per kernel and QEMU in the user's
-// cache directory, since a probe that fails costs its whole timeout.
+// (within 10s); it remembers the answer (see probeKey and probeTCGFor) in
+// the user's cache directory, since a probe that fails costs its whole
+// timeout.
 func chooseAccel(ctx context.Context, qemu string, im *Image, machine string) string {
 	if env := os.Getenv("KILN_VM_ACCEL"); env == AccelKVM || env == AccelTCG {
 		return env
@@ -472,12 +491,12 @@ func chooseAccel(ctx context.Context, qemu string, im *Image, machine string) st
 		return AccelTCG
 	}
 	f.Close()
-	key := fmt.Sprintf("%s %s %s", qemu, im.KernelRelease, machine)
+	key := probeKey(qemu, im, machine)
 	cache := ""
 	if dir, err := os.UserCacheDir(); err == nil {
 		cache = filepath.Join(dir, "kiln", "vm-accel.json")
 		var pr probeResult
-		if b, err := os.ReadFile(cache); err == nil && json.Unmarshal(b, &pr) == nil && pr.Key == key {
+		if b, err := os.ReadFile(cache); err == nil && json.Unmarshal(b, &pr) == nil && pr.fresh(key, time.Now()) {
 			return pr.Accel
 		}
 	}
@@ -486,7 +505,7 @@ func chooseAccel(ctx context.Context, qemu string, im *Image, machine string) st
 		accel = AccelKVM
 	}
 	if cache != "" {
-		b, _ := json.Marshal(probeResult{Key: key, Accel: accel})
+		b, _ := json.Marshal(probeResult{Key: key, Accel: accel, At: time.Now()})
 		os.MkdirAll(filepath.Dir(cache), 0o755)
 		os.WriteFile(cache, b, 0o644)
 	}
