@@ -3,7 +3,6 @@ package patterns
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -107,7 +106,7 @@ func (p *connPool) sweep() {
 }
 
 // closedByPeer reports whether the backend has closed c, or sent something
-// unasked, while it was idle: a look at the socket that does not wait.
+// unasked, while it was idle.
 func (c *backendConn) closedByPeer() bool {
 	if c.br.Buffered() > 0 {
 		return true
@@ -117,15 +116,5 @@ func (c *backendConn) closedByPeer() bool {
 		return false
 	}
 	raw, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	open := false
-	raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = errors.Is(err, syscall.EAGAIN)
-		return true
-	})
-	return !open
+	return err != nil || peerClosed(raw)
 }

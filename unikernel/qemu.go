@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-dev/kiln/internal/child"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/unikernel/vminit"
 )
@@ -165,9 +166,7 @@ func Boot(ctx context.Context, im *Image, o BootOptions) (*VM, error) {
 	vm.cmd = exec.Command(qemu, args...)
 	var stderr strings.Builder
 	vm.cmd.Stdout, vm.cmd.Stderr = &stderr, &stderr
-	// Its own process group keeps a terminal's Ctrl-C away from it (Stop
-	// ends it); Pdeathsig kills it if kiln dies.
-	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	child.Own(vm.cmd) // Stop ends it
 	vm.Started = time.Now()
 	if err := vm.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", QEMU, err)
@@ -526,7 +525,7 @@ func ProbeKVM(ctx context.Context, qemu string, im *Image, machine string, timeo
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	child.Own(cmd)
 	out, err := cmd.CombinedOutput()
 	if grep(console, vminit.ProbeOK) != "" {
 		return nil

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-dev/kiln/internal/child"
 	"github.com/kiln-dev/kiln/patterns"
 )
 
@@ -322,9 +323,7 @@ func (p *proc) start(d *Deployment) (*exec.Cmd, error) {
 	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.ExtraFiles = []*os.File{p.socket}
-	// Its own process group keeps a terminal's Ctrl-C away from it (the
-	// deployer stops it in order); Pdeathsig kills it if the deployer dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	child.Own(cmd)
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		return nil, err

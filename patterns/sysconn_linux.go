@@ -1,6 +1,7 @@
 package patterns
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -110,4 +111,17 @@ func (c *sysConn) result(op string, n int, err error, errno syscall.Errno) (int,
 		return n, &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}
 	return n, nil
+}
+
+// peerClosed looks at a socket without waiting: whether the peer has
+// closed it or sent something.
+func peerClosed(raw syscall.RawConn) bool {
+	open := false
+	raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		open = errors.Is(err, syscall.EAGAIN)
+		return true
+	})
+	return !open
 }
