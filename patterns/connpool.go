@@ -3,9 +3,9 @@ package patterns
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -34,6 +34,7 @@ func newConnPool() *connPool {
 // backendConn is one connection to a backend with its buffers.
 type backendConn struct {
 	net.Conn
+	rw        io.ReadWriter // under br and bw
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
@@ -55,7 +56,7 @@ func (p *connPool) get(ctx context.Context, host string) (c *backendConn, reused
 		return nil, false, err
 	}
 	rw := newSysConn(nc)
-	return &backendConn{Conn: nc, br: bufio.NewReaderSize(rw, 4096), bw: bufio.NewWriterSize(rw, 4096)}, false, nil
+	return &backendConn{Conn: nc, rw: rw, br: bufio.NewReaderSize(rw, 4096), bw: bufio.NewWriterSize(rw, 4096)}, false, nil
 }
 
 // put keeps c for the next request to host, or closes it when enough are
@@ -74,6 +75,19 @@ func (p *connPool) put(host string, c *backendConn) {
 	p.mu.Unlock()
 	if c != nil {
 		c.Close()
+	}
+}
+
+// closeIdle closes every kept connection, when the router stops.
+func (p *connPool) closeIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = map[string][]*backendConn{}
+	p.mu.Unlock()
+	for _, cs := range idle {
+		for _, c := range cs {
+			c.Close()
+		}
 	}
 }
 
@@ -106,15 +120,11 @@ func (p *connPool) sweep() {
 }
 
 // closedByPeer reports whether the backend has closed c, or sent something
-// unasked, while it was idle.
+// unasked, while it was idle: such a connection must not carry a request.
 func (c *backendConn) closedByPeer() bool {
 	if c.br.Buffered() > 0 {
 		return true
 	}
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	return err != nil || peerClosed(raw)
+	p, ok := c.rw.(interface{ peerClosed() bool })
+	return ok && p.peerClosed()
 }

@@ -38,6 +38,11 @@ func (t *hopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
+		if reused && c.closedByPeer() {
+			c.Close() // closed meanwhile, or holding bytes nobody asked for
+			attempt--
+			continue
+		}
 		resp, err := t.exchange(req, c)
 		if err == nil {
 			return resp, nil

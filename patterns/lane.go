@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,17 +26,23 @@ import (
 // head and a body (of known length) that fit one 4 KB read buffer
 // together — on the client connection's own goroutine: it parses the head,
 // picks the backend the way the router does, writes the request to a
-// pooled backend connection in one write and relays the answer, streaming. net/http's server and ReverseProxy do the same job
-// with about twice the CPU per request (a background reader goroutine per
-// request, header maps cloned and sorted both ways), which on a core shared
-// with the backends halves a router's throughput.
+// pooled backend connection in one write and relays the answer, streaming.
+// net/http's server and ReverseProxy do the same job with about twice the
+// CPU per request (a background reader goroutine per request, header maps
+// cloned and sorted both ways), which on a core shared with the backends
+// halves a router's throughput.
 //
 // The lane only has to recognise a plain request, never to reject one: a
 // connection whose next request is anything else (a chunked or larger
 // body, a malformed head, HTTP/1.0, /healthz) is handed, unread, to
-// net/http, which
-// serves it and the rest of that connection with the full handler. So
-// nothing the lane does not understand reaches a backend through it.
+// net/http, which serves it and the rest of that connection with the full
+// handler. So nothing the lane does not understand reaches a backend
+// through it.
+//
+// Where the two paths answer differently, the lane is the more literal: it
+// does not guess a Content-Type for an answer that has none (net/http's
+// server sniffs one), and it refuses answers with folded header lines (502)
+// where http.Transport unfolds them.
 
 // readHeaderTimeout bounds how long a client may take to send a request
 // head, on the lane as on net/http (http.Server.ReadHeaderTimeout).
@@ -87,6 +94,7 @@ type laneConn struct {
 	bw      *bufio.Writer
 	remote  string       // RemoteAddr, for the request the picker sees
 	ip      string       // the client's address, for X-Forwarded-For
+	request []byte       // the request in flight, copied
 	scratch []byte       // a backend's response head
 	use     requestUse   // what the router's picker reads
 	req     http.Request // the picker's, when it keeps none
@@ -94,6 +102,8 @@ type laneConn struct {
 	// Guarded by laneServer.mu.
 	idle      bool // waiting for a request
 	idleSince time.Time
+
+	backend atomic.Pointer[backendConn] // the one the request in flight uses
 
 	// Watching the client while a backend is slow to answer.
 	watch     *time.Timer
@@ -178,32 +188,40 @@ func (lc *laneConn) peekHead() ([]byte, error) {
 	}
 }
 
-// peekRequest returns the head and the body of the next request, the head
-// already parsed into lr, without consuming them. It returns a nil head
-// when the whole request does not fit the read buffer.
-func (lc *laneConn) peekRequest(head []byte, lr *laneRequest) ([]byte, error) {
+// readRequest reads the next plain request into lc.request and parses it
+// into lr; it reports false, having consumed nothing, when the request is
+// not one for the lane. The request is copied out of the read buffer
+// because that buffer goes on filling while the request is in flight (the
+// watcher reads the client's next bytes into it).
+func (lc *laneConn) readRequest(lr *laneRequest) (bool, error) {
+	head, err := lc.peekHead()
+	if err != nil || head == nil {
+		return false, err
+	}
+	lc.request = append(lc.request[:0], head...)
+	if !lc.parse(lc.request, lr) {
+		return false, nil
+	}
 	total := len(head) + int(lr.length)
 	if lr.length > int64(lc.br.Size()) || total > lc.br.Size() {
-		return nil, nil
+		return false, nil
 	}
 	if lc.br.Buffered() < total {
 		lc.SetReadDeadline(time.Now().Add(readHeaderTimeout))
 		_, err := lc.br.Peek(total)
 		lc.SetReadDeadline(time.Time{})
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		// Reading on may have moved the bytes lr points to.
-		buf, _ := lc.br.Peek(total)
-		head = buf[:len(head)]
-		lc.parse(head, lr)
 	}
 	buf, _ := lc.br.Peek(total)
-	lr.body = buf[len(head):]
+	lc.request = append(lc.request, buf[len(head):]...)
+	lr.head, lr.body = lc.request[:len(head)], lc.request[len(head):]
 	if lc.use.keeps && len(lr.body) > 0 {
 		lr.req.Body = io.NopCloser(bytes.NewReader(bytes.Clone(lr.body)))
 	}
-	return head, nil
+	lc.br.Discard(total)
+	return true, nil
 }
 
 // headEnd returns the length of the head at the start of buf, 0 when buf
@@ -230,15 +248,16 @@ func headEnd(buf []byte) int {
 // laneRequest is a plain request head. Its byte slices point into the
 // client connection's read buffer and live until the next read.
 type laneRequest struct {
-	head   []byte
-	body   []byte // all of it: the lane takes only bodies it has whole
-	length int64  // Content-Length
-	method string
-	target []byte
-	host   []byte
-	xff    []byte // X-Forwarded-For the client sent, joined
-	close  bool   // the client sent Connection: close
-	req    *http.Request
+	head    []byte
+	body    []byte // all of it: the lane takes only bodies it has whole
+	length  int64  // Content-Length
+	method  string
+	target  []byte
+	host    []byte
+	xff     []byte // X-Forwarded-For the client sent, joined
+	xffSeen bool   // it sent one, if empty
+	close   bool   // the client sent Connection: close
+	req     *http.Request
 }
 
 // Header kinds, for what the lane does with each request header.
@@ -359,7 +378,9 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 		return false
 	}
 	for _, c := range target {
-		if c <= ' ' || c == 0x7f {
+		// Spaces and controls are net/http's to refuse, other bytes its to
+		// escape.
+		if c <= ' ' || c >= 0x7f {
 			return false
 		}
 	}
@@ -379,7 +400,7 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 		}
 		clear(h)
 	}
-	hosts, lengths := 0, 0
+	hosts, lengths := 0, []byte(nil)
 	for line := range headerLines(head) {
 		name, value, ok := splitHeader(line)
 		if !ok {
@@ -402,16 +423,17 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 				}
 			}
 		case hdrContentLength:
+			// Repeated, it must repeat to the letter, as for net/http.
 			n, ok := parseLength(value)
-			if !ok || lengths > 0 && n != lr.length {
+			if !ok || lengths != nil && !bytes.Equal(value, lengths) {
 				return false
 			}
-			lr.length, lengths = n, lengths+1
+			lr.length, lengths = n, value
 		case hdrForwardedFor:
-			if len(lr.xff) > 0 {
+			if lr.xffSeen {
 				lr.xff = append(lr.xff, ", "...)
 			}
-			lr.xff = append(lr.xff, value...)
+			lr.xff, lr.xffSeen = append(lr.xff, value...), true
 			fallthrough
 		case hdrForward:
 			if h != nil {
@@ -431,6 +453,9 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 	switch u.Path {
 	case "/healthz", "/readyz", "/metrics":
 		return false // the frontend's own, served by net/http
+	}
+	if !cleanQuery(u.RawQuery) {
+		return false // ReverseProxy drops what it cannot parse
 	}
 	*req = http.Request{
 		Method: lr.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
@@ -460,7 +485,7 @@ func (lr *laneRequest) writeTo(w *bufio.Writer, host, clientIP string) {
 		}
 	}
 	w.WriteString("X-Forwarded-For: ")
-	if len(lr.xff) > 0 {
+	if lr.xffSeen {
 		w.Write(lr.xff)
 		w.WriteString(", ")
 	}
@@ -509,6 +534,7 @@ func (l *lane) forward(lc *laneConn, lr *laneRequest, closing bool) bool {
 // request.
 func (l *lane) exchange(lc *laneConn, lr *laneRequest, b *backend, keep bool) (int, bool) {
 	var rh responseHead
+	defer lc.backend.Store(nil)
 	bc, gone, err := l.send(lc, lr, b, &rh)
 	for n := 1; err == nil && rh.code < 200; n++ {
 		// Informational answers (103 Early Hints) go out as they come.
@@ -575,16 +601,20 @@ func (l *lane) send(lc *laneConn, lr *laneRequest, b *backend, rh *responseHead)
 		if bc, reused, err = l.pool.get(context.Background(), b.addr); err != nil {
 			return nil, false, err
 		}
-		if reused && !retry && bc.closedByPeer() {
-			// What cannot be sent twice goes only on a connection known
-			// to be open.
+		lc.backend.Store(bc)
+		if reused && bc.closedByPeer() {
+			// Only on a connection known to be open and quiet: what cannot
+			// be sent twice must not fail there, and bytes a backend sent
+			// unasked must not become the next answer.
 			bc.Close()
 			attempt--
 			continue
 		}
 		lr.writeTo(bc.bw, b.addr, lc.ip)
 		if err = bc.bw.Flush(); err == nil {
-			if gone, err = lc.awaitHead(bc, lr.method, rh); err == nil {
+			// A client that hung up gets no answer, however it went with the
+			// backend (whose connection the watcher may have cut).
+			if gone, err = lc.awaitHead(bc, lr.method, rh); err == nil && !gone {
 				return bc, false, nil
 			}
 		}
@@ -660,6 +690,7 @@ func (rh *responseHead) parse(buf []byte, method string) error {
 	}
 	rh.close = http10
 	chunked := false
+	var length []byte
 	for line := range headerLines(buf) {
 		name, value, ok := splitHeader(line)
 		if !ok {
@@ -667,12 +698,16 @@ func (rh *responseHead) parse(buf []byte, method string) error {
 		}
 		switch {
 		case bytes.EqualFold(name, []byte("content-length")):
+			// Repeated, it must repeat to the letter, as for net/http.
 			n, ok := parseLength(value)
-			if !ok || rh.length >= 0 && rh.length != n {
+			if !ok || length != nil && !bytes.Equal(length, value) {
 				return fmt.Errorf("bad Content-Length %q", value)
 			}
-			rh.length = n
+			rh.length, length = n, value
 		case bytes.EqualFold(name, []byte("transfer-encoding")):
+			if http10 {
+				break // HTTP/1.0 has no transfer codings; net/http ignores it too
+			}
 			if !bytes.EqualFold(value, []byte("chunked")) || chunked {
 				return fmt.Errorf("unsupported Transfer-Encoding %q", value)
 			}
@@ -692,6 +727,11 @@ func (rh *responseHead) parse(buf []byte, method string) error {
 			rh.date = true
 		}
 	}
+	for _, d := range rh.dropped {
+		if bytes.EqualFold(d, []byte("date")) {
+			rh.date = false // a hop-by-hop Date: the client gets the router's
+		}
+	}
 	switch {
 	case method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified:
 		rh.body = bodyNone
@@ -706,16 +746,13 @@ func (rh *responseHead) parse(buf []byte, method string) error {
 }
 
 // dropResponseHeader reports whether a backend's header stays behind: the
-// hop-by-hop ones (Transfer-Encoding is written anew), those its Connection
-// header names, and a Kiln-Backend of its own.
+// hop-by-hop ones, those its Connection header names, a Kiln-Backend of its
+// own, and the framing headers, which the lane writes itself.
 func (rh *responseHead) dropResponseHeader(name []byte) bool {
-	for _, h := range [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", HeaderBackend} {
+	for _, h := range [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Content-Length", "Upgrade", "Te", HeaderBackend} {
 		if bytes.EqualFold(name, []byte(h)) {
 			return true
 		}
-	}
-	if rh.body == bodyChunked && bytes.EqualFold(name, []byte("Content-Length")) {
-		return true // chunked framing wins (RFC 9112, section 6.3)
 	}
 	for _, d := range rh.dropped {
 		if bytes.EqualFold(name, d) {
@@ -746,8 +783,14 @@ func (rh *responseHead) writeTo(w *bufio.Writer, head []byte, backend string, ke
 		w.WriteString("\r\n")
 		return
 	}
-	if rh.body == bodyChunked {
+	switch {
+	case rh.body == bodyChunked:
 		w.WriteString("Transfer-Encoding: chunked\r\n")
+	case rh.length >= 0 && rh.code != http.StatusNoContent:
+		// The body's length, or for HEAD and 304 the length it would have.
+		w.WriteString("Content-Length: ")
+		w.WriteString(strconv.FormatInt(rh.length, 10))
+		w.WriteString("\r\n")
 	}
 	if !rh.date {
 		writeDate(w)
@@ -778,6 +821,27 @@ func writeCode(w *bufio.Writer, code int) {
 	w.WriteByte(byte('0' + code/100%10))
 	w.WriteByte(byte('0' + code/10%10))
 	w.WriteByte(byte('0' + code%10))
+}
+
+// cleanQuery reports whether url.ParseQuery takes q whole: no semicolons,
+// no bad escapes. ReverseProxy forwards only the parts it can parse.
+func cleanQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		switch q[i] {
+		case ';':
+			return false
+		case '%':
+			if i+2 >= len(q) || !isHex(q[i+1]) || !isHex(q[i+2]) {
+				return false
+			}
+			i += 2
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // parseLength parses a Content-Length value: digits only, as net/http

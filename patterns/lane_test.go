@@ -218,7 +218,12 @@ func TestLaneAnswersAsNetHTTP(t *testing.T) {
 		{"post without length", "POST /echo/k HTTP/1.1\r\nHost: h\r\n\r\n", true},
 		{"empty post", "POST /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", true},
 		{"patch, lengths agree", "PATCH /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", true},
+		{"empty forwarded-for", "GET /echo/k HTTP/1.1\r\nHost: h\r\nX-Forwarded-For:\r\n\r\n", true},
 		// net/http's: the lane hands these over.
+		{"lengths differ in writing", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 03\r\n\r\nabc", false},
+		{"semicolon in the query", "GET /echo/k?user=a;user=b HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"bad escape in the query", "GET /echo/k?x=%zz&y=1 HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"non-ASCII path", "GET /echo/\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", false},
 		{"lengths disagree", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", false},
 		{"bad length", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc", false},
 		{"body too big", "PUT /echo/k HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("b", 5000), false},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -14,11 +15,12 @@ import (
 // until a request comes that the lane does not take; that connection then
 // goes to srv, through the handoff listener, with the bytes already read.
 type laneServer struct {
-	lane        *lane
-	srv         *http.Server
-	ln          net.Listener
-	hand        *handoffListener
-	idleTimeout time.Duration
+	lane          *lane
+	srv           *http.Server
+	ln            net.Listener
+	hand          *handoffListener
+	idleTimeout   time.Duration
+	headerTimeout time.Duration // for a new connection's first request
 
 	mu       sync.Mutex
 	conns    map[*laneConn]struct{}
@@ -28,7 +30,7 @@ type laneServer struct {
 }
 
 func newLaneServer(l *lane, srv *http.Server, ln net.Listener) *laneServer {
-	return &laneServer{lane: l, srv: srv, ln: ln, hand: newHandoffListener(ln.Addr()), idleTimeout: clientIdleTimeout, conns: map[*laneConn]struct{}{}}
+	return &laneServer{lane: l, srv: srv, ln: ln, hand: newHandoffListener(ln.Addr()), idleTimeout: clientIdleTimeout, headerTimeout: readHeaderTimeout, conns: map[*laneConn]struct{}{}}
 }
 
 // serve accepts connections until shutdown; it returns
@@ -120,6 +122,11 @@ func (s *laneServer) setIdle(lc *laneConn, idle bool) (closing bool) {
 func (s *laneServer) serveConn(lc *laneConn) {
 	handedOff := false
 	defer func() {
+		// A panic (in a key function, say) ends this connection only, as
+		// it would on net/http.
+		if r := recover(); r != nil && r != http.ErrAbortHandler {
+			s.lane.log.Error("panic serving a request", "client", lc.remote, "panic", r, "stack", string(debug.Stack()))
+		}
 		s.mu.Lock()
 		delete(s.conns, lc)
 		s.mu.Unlock()
@@ -129,26 +136,25 @@ func (s *laneServer) serveConn(lc *laneConn) {
 		s.wg.Done()
 	}()
 	var lr laneRequest
-	for {
+	// A new connection gets as long for its first request's head as
+	// net/http gives it; later waits are the idle timeout's.
+	lc.SetReadDeadline(time.Now().Add(s.headerTimeout))
+	for first := true; ; first = false {
 		if _, err := lc.br.Peek(1); err != nil {
-			return // closed, or woken by shutdown while idle
+			return // closed, silent, or woken by shutdown while idle
 		}
 		closing := s.setIdle(lc, false)
-		head, err := lc.peekHead()
+		ok, err := lc.readRequest(&lr)
 		if err != nil {
 			return
 		}
-		if head != nil && lc.parse(head, &lr) {
-			head, err = lc.peekRequest(head, &lr)
-			if err != nil {
-				return
-			}
+		if first {
+			lc.SetReadDeadline(time.Time{})
 		}
-		if head == nil || lr.req == nil {
+		if !ok {
 			handedOff = s.hand.give(&bufferedConn{Conn: lc.Conn, r: lc.br})
 			return
 		}
-		lc.br.Discard(len(head) + len(lr.body))
 		if !s.lane.forward(lc, &lr, closing) || s.setIdle(lc, true) {
 			return
 		}
@@ -172,6 +178,7 @@ func (s *laneServer) shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	defer s.lane.pool.closeIdle()
 	select {
 	case <-done:
 		return nil
@@ -179,9 +186,15 @@ func (s *laneServer) shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		for lc := range s.conns {
 			lc.Close()
+			if bc := lc.backend.Load(); bc != nil {
+				bc.SetDeadline(aLongTimeAgo) // wakes a relay waiting on it
+			}
 		}
 		s.mu.Unlock()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
 		return ctx.Err()
 	}
 }

@@ -1,7 +1,6 @@
 package patterns
 
 import (
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -27,7 +26,9 @@ type sysConn struct {
 	rbuf, wbuf      []byte
 	rn, wn          int
 	rerrno, werrno  syscall.Errno
+	peekOpen        bool
 	readFn, writeFn func(fd uintptr) bool
+	peekFn          func(fd uintptr) bool
 }
 
 // newSysConn returns c's raw reader and writer, or c itself when it has no
@@ -36,7 +37,7 @@ func newSysConn(c net.Conn) io.ReadWriter {
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s := &sysConn{Conn: c, raw: raw}
-			s.readFn, s.writeFn = s.read, s.write
+			s.readFn, s.writeFn, s.peekFn = s.read, s.write, s.peek
 			return s
 		}
 	}
@@ -113,15 +114,18 @@ func (c *sysConn) result(op string, n int, err error, errno syscall.Errno) (int,
 	return n, nil
 }
 
-// peerClosed looks at a socket without waiting: whether the peer has
-// closed it or sent something.
-func peerClosed(raw syscall.RawConn) bool {
-	open := false
-	raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = errors.Is(err, syscall.EAGAIN)
-		return true
-	})
-	return !open
+// peerClosed looks at the socket without waiting: whether the peer has
+// closed it, or sent something, since the last read.
+func (c *sysConn) peerClosed() bool {
+	c.peekOpen = false
+	c.raw.Read(c.peekFn)
+	return !c.peekOpen
+}
+
+func (c *sysConn) peek(fd uintptr) bool {
+	var b [1]byte
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	c.peekOpen = e == syscall.EAGAIN
+	return true
 }
