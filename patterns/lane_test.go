@@ -98,6 +98,24 @@ func acceptEach(t *testing.T, serve func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
+// rawServer answers every request on every connection with answer, which
+// writes raw bytes; connections stay open. It returns the server's URL.
+func rawServer(t *testing.T, answer func(req *http.Request, c net.Conn)) *url.URL {
+	t.Helper()
+	addr := acceptEach(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			answer(req, c)
+		}
+	})
+	return &url.URL{Scheme: "http", Host: addr}
+}
+
 // rawBackend answers every request with answer and closes the connection.
 func rawBackend(t *testing.T, answer string) *url.URL {
 	t.Helper()
