@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, name := range []string{"hello", "kv", "search", "spread"} {
+	for _, name := range []string{"hello", "kv", "search", "spread", "shop"} {
 		bin, err := testbin.Build(dir, "./examples/"+name)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

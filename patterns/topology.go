@@ -2,6 +2,7 @@ package patterns
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -30,6 +31,10 @@ const (
 	EnvPeers    = "KILN_PEERS"     // comma-separated backend base URLs
 	EnvAddr     = "KILN_ADDR"      // listen address, e.g. ":8080"
 	EnvListenFD = "KILN_LISTEN_FD" // an inherited listening socket
+	// EnvServices is service discovery: where each service of the app is
+	// reached, as name=URL pairs (see Discovery). Every process of an app
+	// gets it, so a handler reaches another service by name.
+	EnvServices = "KILN_SERVICES"
 )
 
 // Topology is every workload an app needs, in target-neutral terms.
@@ -53,6 +58,8 @@ type Workload struct {
 	Unit string
 	// Backends names the workload this one forwards to, if any.
 	Backends string
+	// Env is the service's own environment (its spec's env).
+	Env map[string]string
 }
 
 // Name is the workload's name, unique within the app: "kv-router".
@@ -61,18 +68,24 @@ func (w *Workload) Name() string { return w.Service + "-" + w.Unit }
 // Instance names replica i: "shard-2".
 func (w *Workload) Instance(i int) string { return w.Unit + "-" + strconv.Itoa(i) }
 
-// Env is the role environment of replica i; peers are the base URLs of the
-// backends when the workload forwards to any.
-func (w *Workload) Env(i int, peers []string) map[string]string {
-	env := map[string]string{
-		EnvRole:    string(w.Role),
-		EnvService: w.Service,
-		EnvIndex:   strconv.Itoa(i),
-		EnvCount:   strconv.Itoa(w.Replicas),
+// RoleEnv is the whole environment kiln gives replica i: the service's own
+// variables, its role, and where the app's services are. peers are the
+// base URLs of the backends when the workload forwards to any. Every
+// deployer starts its processes with it, so every target wires discovery
+// the same way.
+func (w *Workload) RoleEnv(i int, peers []string, services Discovery) map[string]string {
+	env := maps.Clone(w.Env)
+	if env == nil {
+		env = map[string]string{}
 	}
+	env[EnvRole] = string(w.Role)
+	env[EnvService] = w.Service
+	env[EnvIndex] = strconv.Itoa(i)
+	env[EnvCount] = strconv.Itoa(w.Replicas)
 	if len(peers) > 0 {
 		env[EnvPeers] = strings.Join(peers, ",")
 	}
+	env[EnvServices] = services.String()
 	return env
 }
 
@@ -85,8 +98,8 @@ func Build(app *spec.App) (*Topology, error) {
 	t := &Topology{App: app.Name}
 	for i := range app.Services {
 		s := &app.Services[i]
-		backend := Workload{Service: s.Name, Replicas: s.Backends()}
-		front := Workload{Service: s.Name, Replicas: 1, Entry: true, Role: RoleRouter, Unit: "router"}
+		backend := Workload{Service: s.Name, Replicas: s.Backends(), Env: s.Env}
+		front := Workload{Service: s.Name, Replicas: 1, Entry: true, Role: RoleRouter, Unit: "router", Env: s.Env}
 		switch s.Pattern() {
 		case "simple", "spread":
 			backend.Role, backend.Unit = RoleReplica, "replica"

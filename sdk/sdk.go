@@ -8,10 +8,15 @@
 //		}, newStore())
 //	}
 //
+// A program of several services declares them on an App, and reaches one
+// from another by name with App.Dial (see Conn for how each target wires
+// the name to an address).
+//
 // Started by a developer (go run .), the program is the driver: it brings up
-// the pattern's whole topology on this machine and prints where it serves.
-// Started by a deployer with KILN_ROLE set, it serves that one role. With
-// KILN_ROLE=describe it prints its spec as JSON.
+// every service's whole topology on this machine and prints where each
+// serves. Started by a deployer with KILN_ROLE set, it serves that one role
+// of the service KILN_SERVICE names. With KILN_ROLE=describe it prints its
+// spec as JSON.
 package sdk
 
 import (
@@ -106,9 +111,59 @@ func Self() Instance {
 }
 
 // Run runs the service and exits the program. See the package comment for
-// what it does in each role.
+// what it does in each role. It is NewApp with one service.
 func Run(svc spec.Service, handler http.Handler, opts ...Option) {
-	err := run(context.Background(), svc, handler, opts, os.Args[1:], os.Stdout)
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	a := NewApp(c.app)
+	a.Service(svc, handler, opts...)
+	a.Run()
+}
+
+// App is a program that declares an app of several services. Every role of
+// every service is this same binary; the one a process serves is chosen by
+// its environment.
+//
+//	app := sdk.NewApp("shop")
+//	carts := app.Dial("carts")
+//	app.Service(spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, newWeb(carts))
+//	app.Service(spec.Service{Name: "carts", Shard: ...}, newCarts())
+//	app.Run()
+type App struct {
+	name      string
+	services  []service
+	conns     []*Conn
+	transport http.RoundTripper // shared by conns
+}
+
+type service struct {
+	spec    spec.Service
+	handler http.Handler
+	cfg     config
+}
+
+// NewApp starts declaring an app called name ("" names it after its first
+// service).
+func NewApp(name string) *App { return &App{name: name} }
+
+// Service adds a service with its handler. opts give it its Go key
+// function or gather.
+func (a *App) Service(svc spec.Service, handler http.Handler, opts ...Option) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	a.services = append(a.services, service{spec: svc, handler: handler, cfg: c})
+}
+
+// Run runs the app and exits the program. It returns only to exit: 0 when
+// the driver was stopped with Ctrl-C, 1 on an error, 2 when the program
+// refuses its configuration (an invalid spec, an unknown role, a Dial of a
+// service the app does not have).
+func (a *App) Run() {
+	err := a.run(context.Background(), os.Args[1:], os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kiln:", err)
 		var ue usageError
@@ -125,14 +180,10 @@ type usageError struct{ error }
 
 func (u usageError) Unwrap() error { return u.error }
 
-func run(ctx context.Context, svc spec.Service, handler http.Handler, opts []Option, args []string, stdout io.Writer) error {
-	var c config
-	for _, o := range opts {
-		o(&c)
-	}
-	app, err := buildApp(svc, &c)
+func (a *App) run(ctx context.Context, args []string, stdout io.Writer) error {
+	app, err := a.spec()
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	role := patterns.Role(os.Getenv(patterns.EnvRole))
 	switch role {
@@ -144,47 +195,80 @@ func run(ctx context.Context, svc spec.Service, handler http.Handler, opts []Opt
 		_, err = stdout.Write(b)
 		return err
 	case "":
+		// The driver's app is the program's own: every Dial must name one
+		// of its services before anything starts.
+		if err := a.resolve(app.Name, discoveryOf(app)); err != nil {
+			return usageError{err}
+		}
 		return drive(ctx, app, args, stdout)
+	}
+	// A role's app is the one its deployer runs, which may hold services
+	// built from other programs.
+	services, err := patterns.ParseDiscovery(os.Getenv(patterns.EnvServices))
+	if err != nil {
+		return usageError{err}
+	}
+	if err := a.resolve(app.Name, services); err != nil {
+		return usageError{err}
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return serveRole(ctx, app, role, handler, &c)
+	return a.serveRole(ctx, app, role)
 }
 
-// buildApp turns the service and options into a valid App.
-func buildApp(svc spec.Service, c *config) (*spec.App, error) {
-	if c.keyFunc != nil && svc.Shard != nil && svc.Shard.Key == (spec.Key{}) {
-		svc.Shard.Key.Func = c.keyName
+// spec is the app the program declares, with defaults set, validated.
+func (a *App) spec() (*spec.App, error) {
+	app := &spec.App{Name: a.name}
+	for _, s := range a.services {
+		svc, c := s.spec, s.cfg
+		if c.keyFunc != nil && svc.Shard != nil && svc.Shard.Key == (spec.Key{}) {
+			svc.Shard.Key.Func = c.keyName
+		}
+		if c.gather != nil && svc.Scatter != nil && svc.Scatter.Gather == "" {
+			svc.Scatter.Gather = c.gatherName
+		}
+		app.Services = append(app.Services, svc)
 	}
-	if c.gather != nil && svc.Scatter != nil && svc.Scatter.Gather == "" {
-		svc.Scatter.Gather = c.gatherName
-	}
-	app := &spec.App{Name: c.app, Services: []spec.Service{svc}}
 	app.SetDefaults()
 	if err := app.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid service:\n%w", err)
+		return nil, fmt.Errorf("invalid app:\n%w", err)
 	}
 	return app, nil
 }
 
-func serveRole(ctx context.Context, app *spec.App, role patterns.Role, handler http.Handler, c *config) error {
+// discoveryOf lists app's services with no address: enough to check names.
+func discoveryOf(app *spec.App) patterns.Discovery {
+	d := make(patterns.Discovery, len(app.Services))
+	for i, s := range app.Services {
+		d[i].Service = s.Name
+	}
+	return d
+}
+
+func (a *App) serveRole(ctx context.Context, app *spec.App, role patterns.Role) error {
 	name := os.Getenv(patterns.EnvService)
 	svc := app.Service(name)
 	if svc == nil {
-		return usageError{fmt.Errorf("%s=%q names no service of this program (it has %q)", patterns.EnvService, name, app.Services[0].Name)}
+		return usageError{fmt.Errorf("%s=%q names no service of this program (it has %s)", patterns.EnvService, name, strings.Join(quoted(discoveryOf(app).Names()), ", "))}
+	}
+	var s *service
+	for i := range a.services {
+		if a.services[i].spec.Name == name {
+			s = &a.services[i]
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var h http.Handler
 	var err error
 	switch role {
 	case patterns.RoleLeaf, patterns.RoleReplica:
-		h = patterns.Leaf(handler)
+		h = patterns.Leaf(s.handler)
 	case patterns.RoleRouter, patterns.RoleRoot:
 		peers, perr := parsePeers(os.Getenv(patterns.EnvPeers))
 		if perr != nil {
 			return usageError{perr}
 		}
-		opts := patterns.Options{KeyFunc: c.keyFunc, Gather: c.gather, Logger: log}
+		opts := patterns.Options{KeyFunc: s.cfg.keyFunc, Gather: s.cfg.gather, Logger: log}
 		if role == patterns.RoleRoot {
 			h, err = patterns.NewRoot(svc, peers, opts)
 		} else {
@@ -202,6 +286,14 @@ func serveRole(ctx context.Context, app *spec.App, role patterns.Role, handler h
 	}
 	log.Info("serving", "role", role, "service", svc.Name, "index", Self().Index, "addr", ln.Addr().String(), "pid", os.Getpid())
 	return patterns.Serve(ctx, ln, h, patterns.DefaultGrace)
+}
+
+func quoted(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strconv.Quote(n)
+	}
+	return out
 }
 
 func parsePeers(s string) ([]*url.URL, error) {

@@ -12,11 +12,11 @@ import (
 // FieldError is one problem with one field of an App.
 type FieldError struct {
 	// Path locates the field: services[kv].shard.shards.
-	Path string
+	Path Path
 	Msg  string
 }
 
-func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+func (e *FieldError) Error() string { return string(e.Path) + ": " + e.Msg }
 
 // Errors is every problem Validate found, in field order.
 type Errors []*FieldError
@@ -27,6 +27,14 @@ func (es Errors) Error() string {
 		lines[i] = e.Error()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Err is es as an error: nil when es is empty.
+func (es Errors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
 }
 
 // Default values filled in by SetDefaults.
@@ -70,11 +78,11 @@ type validator struct {
 	errs Errors
 }
 
-func (v *validator) addf(path, format string, args ...any) {
+func (v *validator) addf(path Path, format string, args ...any) {
 	v.errs = append(v.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) name(path, name string) {
+func (v *validator) name(path Path, name string) {
 	switch {
 	case name == "":
 		v.addf(path, "must be set")
@@ -83,19 +91,19 @@ func (v *validator) name(path, name string) {
 	}
 }
 
-func (v *validator) atLeast(path string, got, min int) {
+func (v *validator) atLeast(path Path, got, min int) {
 	if got < min {
 		v.addf(path, "must be ≥ %d, got %d", min, got)
 	}
 }
 
-func (v *validator) port(path string, p int) {
+func (v *validator) port(path Path, p int) {
 	if p < 1 || p > 65535 {
 		v.addf(path, "must be a port in 1–65535, got %d", p)
 	}
 }
 
-func (v *validator) oneOf(path, got string, allowed ...string) {
+func (v *validator) oneOf(path Path, got string, allowed ...string) {
 	for _, a := range allowed {
 		if got == a {
 			return
@@ -123,55 +131,49 @@ func (a *App) Validate() error {
 	seen := map[string]bool{}
 	for i := range a.Services {
 		s := &a.Services[i]
-		p := fmt.Sprintf("services[%d]", i)
-		if s.Name != "" {
-			p = fmt.Sprintf("services[%s]", s.Name)
-		}
+		p := ServicePath(i, s.Name)
 		if seen[s.Name] && s.Name != "" {
-			v.addf(p+".name", "%q is used by an earlier service; service names must be unique", s.Name)
+			v.addf(p.Dot("name"), "%q is used by an earlier service; service names must be unique", s.Name)
 		}
 		seen[s.Name] = true
 		s.validate(v, p)
 	}
-	if len(v.errs) == 0 {
-		return nil
-	}
-	return v.errs
+	return v.errs.Err()
 }
 
-func (s *Service) validate(v *validator, p string) {
-	v.name(p+".name", s.Name)
+func (s *Service) validate(v *validator, p Path) {
+	v.name(p.Dot("name"), s.Name)
 	if s.Port != 0 {
-		v.port(p+".port", s.Port)
+		v.port(p.Dot("port"), s.Port)
 	}
 	set := []string{}
 	if s.Simple != nil {
 		set = append(set, "simple")
-		v.atLeast(p+".simple.replicas", s.Simple.Replicas, 1)
+		v.atLeast(p.Dot("simple").Dot("replicas"), s.Simple.Replicas, 1)
 	}
 	if s.Shard != nil {
 		set = append(set, "shard")
-		v.atLeast(p+".shard.shards", s.Shard.Shards, 1)
-		s.Shard.Key.validate(v, p+".shard.key")
+		v.atLeast(p.Dot("shard").Dot("shards"), s.Shard.Shards, 1)
+		s.Shard.Key.validate(v, p.Dot("shard").Dot("key"))
 		if s.Shard.Ambassador != "" {
-			v.name(p+".shard.ambassador", s.Shard.Ambassador)
+			v.name(p.Dot("shard").Dot("ambassador"), s.Shard.Ambassador)
 		}
 	}
 	if sg := s.Scatter; sg != nil {
 		set = append(set, "scatter")
-		v.atLeast(p+".scatter.leaves", sg.Leaves, 1)
+		v.atLeast(p.Dot("scatter").Dot("leaves"), sg.Leaves, 1)
 		if sg.Gather == "" {
-			v.addf(p+".scatter.gather", "must be %q, %q, %q or the name of a Go gather function", GatherConcat, GatherMerge, GatherFirst)
+			v.addf(p.Dot("scatter").Dot("gather"), "must be %q, %q, %q or the name of a Go gather function", GatherConcat, GatherMerge, GatherFirst)
 		}
 		if sg.Timeout <= 0 {
-			v.addf(p+".scatter.timeout", "must be > 0, got %s", sg.Timeout.D())
+			v.addf(p.Dot("scatter").Dot("timeout"), "must be > 0, got %s", sg.Timeout.D())
 		}
-		v.oneOf(p+".scatter.on_leaf_error", sg.OnLeafError, OnLeafErrorFail, OnLeafErrorPartial)
+		v.oneOf(p.Dot("scatter").Dot("on_leaf_error"), sg.OnLeafError, OnLeafErrorFail, OnLeafErrorPartial)
 	}
 	if sp := s.Spread; sp != nil {
 		set = append(set, "spread")
-		v.atLeast(p+".spread.replicas", sp.Replicas, 1)
-		v.oneOf(p+".spread.choice", sp.Choice, ChoiceRandom, ChoiceTwoChoices)
+		v.atLeast(p.Dot("spread").Dot("replicas"), sp.Replicas, 1)
+		v.oneOf(p.Dot("spread").Dot("choice"), sp.Choice, ChoiceRandom, ChoiceTwoChoices)
 	}
 	switch len(set) {
 	case 0:
@@ -183,31 +185,31 @@ func (s *Service) validate(v *validator, p string) {
 
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		if k == "" || strings.ContainsAny(k, "= \x00") {
-			v.addf(fmt.Sprintf("%s.env[%q]", p, k), "is not a valid environment variable name")
+			v.addf(p.Dot("env").Key(k), "is not a valid environment variable name")
 		}
 		if strings.HasPrefix(k, "KILN_") {
-			v.addf(fmt.Sprintf("%s.env[%s]", p, k), "KILN_ variables are kiln's own; pick another name")
+			v.addf(p.Dot("env").Key(k), "KILN_ variables are kiln's own; pick another name")
 		}
 	}
 	if r := s.Resources; r != nil {
-		v.quantities(p+".resources.requests", r.Requests)
-		v.quantities(p+".resources.limits", r.Limits)
+		v.quantities(p.Dot("resources").Dot("requests"), r.Requests)
+		v.quantities(p.Dot("resources").Dot("limits"), r.Limits)
 	}
 	vols := map[string]bool{}
 	for i, vol := range s.Volumes {
-		vp := fmt.Sprintf("%s.volumes[%d]", p, i)
-		v.name(vp+".name", vol.Name)
+		vp := p.Dot("volumes").Index(i)
+		v.name(vp.Dot("name"), vol.Name)
 		if vol.Path != "" && !strings.HasPrefix(vol.Path, "/") {
-			v.addf(vp+".path", "must be an absolute path, got %q", vol.Path)
+			v.addf(vp.Dot("path"), "must be an absolute path, got %q", vol.Path)
 		}
 		vols[vol.Name] = true
 	}
 	names := map[string]bool{}
 	for i := range s.Sidecars {
-		s.Sidecars[i].validate(v, fmt.Sprintf("%s.sidecars[%d]", p, i), vols, names)
+		s.Sidecars[i].validate(v, p.Dot("sidecars").Index(i), vols, names)
 	}
 	for i := range s.Init {
-		s.Init[i].validate(v, fmt.Sprintf("%s.init[%d]", p, i), vols, names)
+		s.Init[i].validate(v, p.Dot("init").Index(i), vols, names)
 	}
 	if pr := s.Probes; pr != nil {
 		for _, np := range []struct {
@@ -215,35 +217,35 @@ func (s *Service) validate(v *validator, p string) {
 			probe *Probe
 		}{{"readiness", pr.Readiness}, {"liveness", pr.Liveness}} {
 			if name, probe := np.name, np.probe; probe != nil && !strings.HasPrefix(probe.Path, "/") {
-				v.addf(p+".probes."+name+".path", "must start with '/', got %q", probe.Path)
+				v.addf(p.Dot("probes").Dot(name).Dot("path"), "must start with '/', got %q", probe.Path)
 			}
 		}
 	}
 	if as := s.Autoscale; as != nil {
-		v.atLeast(p+".autoscale.min", as.Min, 1)
+		v.atLeast(p.Dot("autoscale").Dot("min"), as.Min, 1)
 		if as.Max < as.Min {
-			v.addf(p+".autoscale.max", "must be ≥ autoscale.min (%d), got %d", as.Min, as.Max)
+			v.addf(p.Dot("autoscale").Dot("max"), "must be ≥ autoscale.min (%d), got %d", as.Min, as.Max)
 		}
 		if as.TargetCPU < 0 || as.TargetCPU > 100 {
-			v.addf(p+".autoscale.target_cpu", "must be a percentage in 1–100, got %d", as.TargetCPU)
+			v.addf(p.Dot("autoscale").Dot("target_cpu"), "must be a percentage in 1–100, got %d", as.TargetCPU)
 		}
 	}
 }
 
-func (k Key) validate(v *validator, p string) {
+func (k Key) validate(v *validator, p Path) {
 	n := 0
 	if k.PathSegment != 0 {
 		n++
-		v.atLeast(p+".path_segment", k.PathSegment, 1)
+		v.atLeast(p.Dot("path_segment"), k.PathSegment, 1)
 	}
 	if k.Regexp != "" {
 		n++
 		re, err := regexp.Compile(k.Regexp)
 		switch {
 		case err != nil:
-			v.addf(p+".regexp", "does not compile: %v", err)
+			v.addf(p.Dot("regexp"), "does not compile: %v", err)
 		case re.NumSubexp() < 1:
-			v.addf(p+".regexp", "%q has no capture group; wrap the key in ( )", k.Regexp)
+			v.addf(p.Dot("regexp"), "%q has no capture group; wrap the key in ( )", k.Regexp)
 		}
 	}
 	if k.Header != "" {
@@ -263,25 +265,25 @@ func (k Key) validate(v *validator, p string) {
 	}
 }
 
-func (c *Container) validate(v *validator, p string, vols, names map[string]bool) {
-	v.name(p+".name", c.Name)
+func (c *Container) validate(v *validator, p Path, vols, names map[string]bool) {
+	v.name(p.Dot("name"), c.Name)
 	if names[c.Name] && c.Name != "" {
-		v.addf(p+".name", "%q is used by another container of this service", c.Name)
+		v.addf(p.Dot("name"), "%q is used by another container of this service", c.Name)
 	}
 	names[c.Name] = true
 	if c.Image == "" {
-		v.addf(p+".image", "must be set")
+		v.addf(p.Dot("image"), "must be set")
 	}
 	for i, port := range c.Ports {
-		v.port(fmt.Sprintf("%s.ports[%d]", p, i), port)
+		v.port(p.Dot("ports").Index(i), port)
 	}
 	for i, m := range c.Mounts {
-		mp := fmt.Sprintf("%s.mounts[%d]", p, i)
+		mp := p.Dot("mounts").Index(i)
 		if !vols[m.Volume] {
-			v.addf(mp+".volume", "%q is not one of the service's volumes; declare it under volumes", m.Volume)
+			v.addf(mp.Dot("volume"), "%q is not one of the service's volumes; declare it under volumes", m.Volume)
 		}
 		if !strings.HasPrefix(m.Path, "/") {
-			v.addf(mp+".path", "must be an absolute path, got %q", m.Path)
+			v.addf(mp.Dot("path"), "must be an absolute path, got %q", m.Path)
 		}
 	}
 }
@@ -289,11 +291,11 @@ func (c *Container) validate(v *validator, p string, vols, names map[string]bool
 // quantity is the subset of Kubernetes quantities kiln accepts.
 var quantity = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$`)
 
-func (v *validator) quantities(p string, q Quantities) {
+func (v *validator) quantities(p Path, q Quantities) {
 	if q.CPU != "" && !quantity.MatchString(q.CPU) {
-		v.addf(p+".cpu", "%q is not a quantity like \"250m\" or \"1\"", q.CPU)
+		v.addf(p.Dot("cpu"), "%q is not a quantity like \"250m\" or \"1\"", q.CPU)
 	}
 	if q.Memory != "" && !quantity.MatchString(q.Memory) {
-		v.addf(p+".memory", "%q is not a quantity like \"128Mi\"", q.Memory)
+		v.addf(p.Dot("memory"), "%q is not a quantity like \"128Mi\"", q.Memory)
 	}
 }

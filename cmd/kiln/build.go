@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -22,9 +23,11 @@ func newBuildCmd() *cobra.Command {
 		vm                               vmFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "build [package]",
-		Short: "Build a main package into a reproducible container image",
-		Long: `build compiles the main package (default ".") as a static binary for each
+		Use:   "build [package | kiln.hcl]",
+		Short: "Build an app's main packages into reproducible container images",
+		Long: `build compiles the main package (default "."), or each main package a
+kiln.hcl names (one image per program: oci:DIR/NAME, kiln.local/NAME or
+--repo/NAME when there are several), as a static binary for each
 platform (CGO_ENABLED=0, -trimpath, without the driver) and makes an image
 FROM scratch, or FROM --base: the binary is the entrypoint, at /NAME, run as
 user 65532:65532. Several platforms give an image index. The same source
@@ -78,37 +81,65 @@ binaries and layer digests are cached in $KILN_CACHE (default
 			if target != nil && target.Kind == publish.Registry {
 				compression = builder.Gzip
 			}
-			stderr := cmd.ErrOrStderr()
-			res, err := builder.Build(cmd.Context(), pkgArg(args), builder.Options{
-				Platforms:    plats,
-				Backend:      builder.Backend(backend),
-				BuildKitAddr: bkAddr,
-				Base:         base,
-				Created:      created,
-				Compression:  compression,
-				CacheDir:     os.Getenv("KILN_CACHE"),
-				Progress:     stderr,
-			})
-			if err != nil {
-				return err
-			}
-			if target == nil {
-				d, err := res.Digest()
+			programs := []*program{{pkg: pkgArg(args)}}
+			if _, ok := descriptorPath(pkgArg(args)); ok {
+				pr, err := openProject(cmd.Context(), pkgArg(args), varsOf(cmd))
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(stderr, "kiln build: no --output, so nothing was written (use --output oci:DIR, tar:FILE, docker or registry)")
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "kiln.local/%s@%s\n", strings.ToLower(res.Name), d)
-				return err
+				defer pr.close()
+				if err := pr.compile(cmd.Context()); err != nil {
+					return err
+				}
+				programs = pr.programs
 			}
-			pub, err := publish.Publish(cmd.Context(), res, *target, publish.Options{
-				Repo: repo, Tag: tag, SBOM: sbomPath, Progress: stderr,
-			})
-			if err != nil {
-				return err
+			if len(programs) > 1 && target != nil && target.Kind == publish.Tarball {
+				return fmt.Errorf("--output %s: the app is built from %d programs, and a tarball holds one image; use --output oci:DIR (one layout per program), docker or registry", output, len(programs))
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), pub.Ref)
-			return err
+			stderr := cmd.ErrOrStderr()
+			for _, p := range programs {
+				res, err := builder.Build(cmd.Context(), p.pkg, builder.Options{
+					Dir:          p.dir,
+					Platforms:    plats,
+					Backend:      builder.Backend(backend),
+					BuildKitAddr: bkAddr,
+					Base:         base,
+					Created:      created,
+					Compression:  compression,
+					CacheDir:     os.Getenv("KILN_CACHE"),
+					Progress:     stderr,
+				})
+				if err != nil {
+					return err
+				}
+				name := strings.ToLower(res.Name)
+				if target == nil {
+					d, err := res.Digest()
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(stderr, "kiln build: no --output, so nothing was written (use --output oci:DIR, tar:FILE, docker or registry)")
+					fmt.Fprintf(cmd.OutOrStdout(), "kiln.local/%s@%s\n", name, d)
+					continue
+				}
+				t, r := *target, repo
+				if len(programs) > 1 {
+					if t.Kind == publish.Layout {
+						t.Path = filepath.Join(t.Path, name)
+					}
+					if r != "" {
+						r += "/" + name
+					}
+				}
+				pub, err := publish.Publish(cmd.Context(), res, t, publish.Options{
+					Repo: r, Tag: tag, SBOM: sbomPath, Progress: stderr,
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), pub.Ref)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -142,7 +173,11 @@ func buildUnikernel(cmd *cobra.Command, pkg, output string, f vmFlags) error {
 		defer os.RemoveAll(tmp)
 		out = tmp
 	}
-	im, err := unikernel.Build(cmd.Context(), unikernel.Options{Package: pkg, Out: out, Kernel: f.kernel, Modules: f.modules, Gzip: f.gzip})
+	o, err := f.unikernelOptions(cmd, pkg, out)
+	if err != nil {
+		return err
+	}
+	im, err := unikernel.Build(cmd.Context(), o)
 	if err != nil {
 		return err
 	}

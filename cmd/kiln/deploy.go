@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/kiln-dev/kiln/builder"
 	"github.com/kiln-dev/kiln/builder/publish"
 	"github.com/kiln-dev/kiln/deployer/kubernetes"
+	"github.com/kiln-dev/kiln/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -30,41 +32,52 @@ func newDeployCmd() *cobra.Command {
 	var (
 		co       kubernetes.ClientOptions
 		target   string
-		image    string
+		images   []string
 		timeout  time.Duration
 		wait     bool
 		specFile string
 		repo     string
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy [package]",
-		Short: "Deploy a main package's topology to a cluster and wait for the rollout",
-		Long: `deploy renders the main package's topology (see kiln render), applies it
-with server-side apply (field manager "kiln"), deletes the objects of the same
-app that the new render no longer has, and waits until every workload has
-rolled out. It fails naming the object and the reason when one does not.`,
+		Use:   "deploy [package | kiln.hcl]",
+		Short: "Deploy an app's topology to a cluster and wait for the rollout",
+		Long: `deploy renders the app's topology (see kiln render), applies it with
+server-side apply (field manager "kiln"), deletes the objects of the same app
+that the new render no longer has (a service removed from the app loses all
+of its objects), and waits until every workload has rolled out. It fails
+naming the object and the reason when one does not.
+
+Without --image, it builds each main package of the app and pushes it to
+--repo (to --repo/NAME for each program when the app has several).`,
 		Example: `  kiln deploy --target kubernetes ./examples/kv --image registry.example/kv:1
-  kiln deploy ./examples/search --image search:dev --context kind-dev -n search`,
+  kiln deploy ./examples/search --image search:dev --context kind-dev -n search
+  kiln deploy ./examples/shop/kiln.hcl --repo registry.example/shop -n shop`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkTarget(target); err != nil {
 				return err
 			}
-			app, err := loadApp(cmd.Context(), args, specFile)
+			pr, err := loadProject(cmd, args, specFile, true)
 			if err != nil {
 				return err
 			}
-			if image == "" {
+			defer pr.close()
+			app := pr.app
+			ro, err := parseImages(images, app)
+			if err != nil {
+				return err
+			}
+			if len(images) == 0 {
 				if repo == "" || specFile != "" {
-					return fmt.Errorf("no image: pass --image REF, or --repo REPO with a package so kiln builds and pushes it")
+					return fmt.Errorf("no image: pass --image REF, or --repo REPO with a package or kiln.hcl so kiln builds and pushes it")
 				}
-				if image, err = buildAndPush(cmd, pkgArg(args), repo); err != nil {
+				if ro.Images, err = buildAndPush(cmd, pr, repo); err != nil {
 					return err
 				}
 			}
-			objs, err := kubernetes.Render(app, kubernetes.Options{Image: image})
+			objs, err := kubernetes.Render(app, ro)
 			if err != nil {
-				return err
+				return pr.fieldError(err)
 			}
 			c, err := kubernetes.Connect(co, cmd.ErrOrStderr())
 			if err != nil {
@@ -84,7 +97,7 @@ rolled out. It fails naming the object and the reason when one does not.`,
 		},
 	}
 	clusterFlags(cmd, &co, &target)
-	cmd.Flags().StringVar(&image, "image", "", "image reference every role runs (default: build the package and push it to --repo)")
+	imageFlag(cmd, &images)
 	cmd.Flags().StringVar(&repo, "repo", "", "without --image: the repository kiln pushes the image it builds to")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the rollout")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait for every workload to roll out")
@@ -100,11 +113,11 @@ func newDownCmd() *cobra.Command {
 		specFile string
 	)
 	cmd := &cobra.Command{
-		Use:   "down [package]",
+		Use:   "down [package | kiln.hcl]",
 		Short: "Delete everything of an app from a cluster and wait until it is gone",
 		Long: `down deletes every object kiln deployed for the app (found by its labels)
 and waits until they and their pods are gone. Name the app with --app, or give
-the main package to read its name from its spec.`,
+the main package or kiln.hcl to read its name from its spec.`,
 		Example: `  kiln down ./examples/kv
   kiln down --app kv -n shop`,
 		Args: cobra.MaximumNArgs(1),
@@ -114,11 +127,12 @@ the main package to read its name from its spec.`,
 			}
 			name := appArg
 			if name == "" {
-				app, err := loadApp(cmd.Context(), args, specFile)
+				pr, err := loadProject(cmd, args, specFile, false)
 				if err != nil {
 					return err
 				}
-				name = app.Name
+				pr.close()
+				name = pr.app.Name
 			}
 			c, err := kubernetes.Connect(co, cmd.ErrOrStderr())
 			if err != nil {
@@ -138,22 +152,62 @@ the main package to read its name from its spec.`,
 	return cmd
 }
 
-// buildAndPush builds pkg's image for the host's platform and pushes it to
-// repo, returning its digest reference.
-func buildAndPush(cmd *cobra.Command, pkg, repo string) (string, error) {
+// buildAndPush builds each program of pr for the host's platform and
+// pushes it: to repo when the app has one program, else to repo/NAME. It
+// returns each service's image by digest.
+func buildAndPush(cmd *cobra.Command, pr *project, repo string) (map[string]string, error) {
 	created, err := builder.SourceDateEpoch(os.Getenv("SOURCE_DATE_EPOCH"))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	res, err := builder.Build(cmd.Context(), pkg, builder.Options{
-		Created: created, Compression: builder.Gzip, CacheDir: os.Getenv("KILN_CACHE"), Progress: cmd.ErrOrStderr(),
-	})
-	if err != nil {
-		return "", err
+	images := map[string]string{}
+	for _, p := range pr.programs {
+		res, err := builder.Build(cmd.Context(), p.pkg, builder.Options{
+			Dir: p.dir, Created: created, Compression: builder.Gzip, CacheDir: os.Getenv("KILN_CACHE"), Progress: cmd.ErrOrStderr(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		to := repo
+		if len(pr.programs) > 1 {
+			to = repo + "/" + strings.ToLower(res.Name)
+		}
+		pub, err := publish.Publish(cmd.Context(), res, publish.Target{Kind: publish.Registry}, publish.Options{Repo: to, Progress: cmd.ErrOrStderr()})
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range p.services {
+			images[s] = pub.Ref
+		}
 	}
-	pub, err := publish.Publish(cmd.Context(), res, publish.Target{Kind: publish.Registry}, publish.Options{Repo: repo, Progress: cmd.ErrOrStderr()})
-	if err != nil {
-		return "", err
+	return images, nil
+}
+
+// imageFlag adds --image, repeatable: REF for every service, or
+// SERVICE=REF for one.
+func imageFlag(cmd *cobra.Command, images *[]string) {
+	cmd.Flags().StringArrayVar(images, "image", nil, "image every role runs: REF for every service, or SERVICE=REF for one (repeatable)")
+}
+
+// parseImages turns --image flags into render options.
+func parseImages(flags []string, app *spec.App) (kubernetes.Options, error) {
+	var o kubernetes.Options
+	for _, f := range flags {
+		name, ref, ok := strings.Cut(f, "=")
+		if !ok {
+			if o.Image != "" {
+				return o, fmt.Errorf("--image %q: the image of every service is already %q; name a service with --image SERVICE=REF", f, o.Image)
+			}
+			o.Image = f
+			continue
+		}
+		if app.Service(name) == nil {
+			return o, fmt.Errorf("--image %s: app %q has no service %q; its services are %s", f, app.Name, name, strings.Join(quotedNames(app), ", "))
+		}
+		if o.Images == nil {
+			o.Images = map[string]string{}
+		}
+		o.Images[name] = ref
 	}
-	return pub.Ref, nil
+	return o, nil
 }

@@ -31,12 +31,17 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kiln",
 		Short: "Compile Go programs into distributed systems",
-		Long: `kiln runs a Go program that declares a service pattern (simple, shard,
-scatter/gather, spread) as the pattern's whole topology: routers, leaves and
-replicas. The default target runs them as local processes, with no daemon.`,
+		Long: `kiln runs an app of one or more services, each following a pattern (simple,
+shard, scatter/gather, spread), as every pattern's whole topology: routers,
+leaves and replicas. The app is declared in Go with kiln's SDK, or in a
+kiln.hcl descriptor that names each service's main package; every command
+takes either. The default target runs everything as local processes, with
+no daemon.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newDescribeCmd(), newBuildCmd(), newRenderCmd(), newDeployCmd(), newDownCmd(), newVMCmd())
+	var vars varFlags
+	vars.add(root)
+	root.AddCommand(newRunCmd(), newDescribeCmd(), newValidateCmd(), newBuildCmd(), newRenderCmd(), newDeployCmd(), newDownCmd(), newVMCmd())
 	return root
 }

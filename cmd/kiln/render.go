@@ -12,16 +12,19 @@ import (
 
 func newRenderCmd() *cobra.Command {
 	var opts kubernetes.Options
+	var images []string
 	var format, specFile string
 	var unikernel bool
 	var vm kubevirt.Options
 	cmd := &cobra.Command{
-		Use:   "render [package]",
-		Short: "Print the Kubernetes objects of a main package's topology",
-		Long: `render builds the main package (default "."), reads its spec and prints the
-Kubernetes objects of its whole topology: workloads, Services, PodDisruption-
-Budgets and autoscalers, secure by default (Pod Security "restricted"). The
-output is deterministic and kubectl apply -f - accepts it.
+		Use:   "render [package | kiln.hcl]",
+		Short: "Print the Kubernetes objects of an app's topology",
+		Long: `render reads the app of a main package (default ".", built and asked for its
+spec) or of a kiln.hcl, and prints the Kubernetes objects of every service's
+whole topology: workloads, Services, PodDisruptionBudgets and autoscalers,
+secure by default (Pod Security "restricted"). The output is deterministic
+and kubectl apply -f - accepts it. Every pod learns where the app's services
+are (their Services' DNS names) from KILN_SERVICES.
 
 With --unikernel the workloads are KubeVirt VirtualMachineInstanceReplicaSets
 instead: one microVM per pod, each booting the kernel boot image --image (an
@@ -36,19 +39,29 @@ labels and Services as the container path.`,
 			if format != "yaml" && format != "json" {
 				return fmt.Errorf("-o %q: want yaml or json", format)
 			}
-			app, err := loadApp(cmd.Context(), args, specFile)
+			pr, err := loadProject(cmd, args, specFile, true)
 			if err != nil {
 				return err
 			}
+			defer pr.close()
+			app := pr.app
+			ro, err := parseImages(images, app)
+			if err != nil {
+				return err
+			}
+			opts.Image, opts.Images = ro.Image, ro.Images
 			var objs []metav1.Object
 			if unikernel {
+				if len(opts.Images) > 0 {
+					return fmt.Errorf("--unikernel: one kernel boot image runs every service; give --image REF")
+				}
 				vm.Image, vm.Namespace = opts.Image, opts.Namespace
 				objs, err = kubevirt.RenderApp(app, vm)
 			} else {
 				objs, err = kubernetes.Render(app, opts)
 			}
 			if err != nil {
-				return err
+				return pr.fieldError(err)
 			}
 			out, err := kubernetes.YAML(objs)
 			if format == "json" {
@@ -61,7 +74,7 @@ labels and Services as the container path.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&opts.Image, "image", "", "image reference every role runs (required)")
+	imageFlag(cmd, &images)
 	cmd.Flags().StringVarP(&opts.Namespace, "namespace", "n", "", "namespace written into every object")
 	cmd.Flags().StringVarP(&format, "output", "o", "yaml", "yaml or json")
 	cmd.Flags().BoolVar(&unikernel, "unikernel", false, "render KubeVirt VirtualMachineInstanceReplicaSets that boot the microVM image --image (from kiln vm kubevirt --push)")

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path"
-	"path/filepath"
+	"strings"
 
-	"github.com/kiln-dev/kiln/builder"
+	"github.com/kiln-dev/kiln/deployer/kubernetes"
 	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/patterns"
-	"github.com/kiln-dev/kiln/sdk"
 	"github.com/kiln-dev/kiln/spec"
 	"github.com/spf13/cobra"
 )
@@ -19,14 +16,19 @@ func newRunCmd() *cobra.Command {
 	var port int
 	var target string
 	cmd := &cobra.Command{
-		Use:   "run [package]",
-		Short: "Build a main package and run its whole topology on this machine",
-		Long: `run builds the main package (default ".") the way go run does, then starts
-every router, leaf and replica of its pattern as a local process on 127.0.0.1.
-It prints one line per entry point once every process is ready, restarts a
-process that crashes, and stops them all on Ctrl-C.`,
+		Use:   "run [package | kiln.hcl]",
+		Short: "Build an app and run its whole topology on this machine",
+		Long: `run builds the main package (default ".") the way go run does, or every main
+package a kiln.hcl names, then starts every router, leaf and replica of every
+service as a local process on 127.0.0.1. It prints one line per entry point,
+in the app's order, once every process is ready, restarts a process that
+crashes, and stops them all on Ctrl-C.
+
+A path ending in .hcl, or a directory holding kiln.hcl, is a descriptor (see
+kiln validate); anything else is a main package.`,
 		Example: `  kiln run ./examples/kv
-  kiln run ./examples/search --port 8080`,
+  kiln run ./examples/search --port 8080
+  kiln run ./examples/shop/kiln.hcl --var carts=5`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if port < 0 || port > 65535 {
@@ -35,47 +37,99 @@ process that crashes, and stops them all on Ctrl-C.`,
 			switch target {
 			case "local":
 			case "vm":
-				return runVM(cmd.Context(), pkgArg(args), vmFlags{}, port, cmd.OutOrStdout())
+				return runVM(cmd, pkgArg(args), vmFlags{}, port)
 			default:
 				return fmt.Errorf("--target %q: use local or vm", target)
 			}
-			bin, app, cleanup, err := compileAndDescribe(cmd.Context(), pkgArg(args), false)
+			pr, err := openProject(cmd.Context(), pkgArg(args), varsOf(cmd))
 			if err != nil {
 				return err
 			}
-			defer cleanup()
-			t, err := patterns.Build(app)
-			if err != nil {
+			defer pr.close()
+			if err := pr.compile(cmd.Context()); err != nil {
 				return err
 			}
-			return local.Run(cmd.Context(), t, local.Options{Binary: bin, Port: port}, cmd.OutOrStdout())
+			t, err := patterns.Build(pr.app)
+			if err != nil {
+				return pr.fieldError(err)
+			}
+			return local.Run(cmd.Context(), t, local.Options{Binaries: pr.binaries(), Port: port}, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().IntVar(&port, "port", 0, "entry port on 127.0.0.1 (default: a free port)")
+	cmd.Flags().IntVar(&port, "port", 0, "entry port of the first service on 127.0.0.1 (default: a free port)")
 	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes) or vm (a QEMU microVM, see kiln vm)")
 	return cmd
 }
 
 func newDescribeCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "describe [package]",
-		Short: "Print a main package's app spec as JSON",
-		Long: `describe builds the main package (default ".") and prints the spec its
-sdk.Run call declares, in kiln's stable JSON form.`,
-		Example: `  kiln describe ./examples/search`,
-		Args:    cobra.MaximumNArgs(1),
+		Use:   "describe [package | kiln.hcl]",
+		Short: "Print an app's spec as JSON",
+		Long: `describe prints an app's spec in kiln's stable JSON form: the one a main
+package (default ".") declares in Go, which it builds and asks, or the one a
+kiln.hcl describes, which it reads without building anything. The same app
+gives the same bytes from either.`,
+		Example: `  kiln describe ./examples/search
+  kiln describe ./examples/shop/kiln.hcl`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, app, cleanup, err := compileAndDescribe(cmd.Context(), pkgArg(args), false)
+			pr, err := openProject(cmd.Context(), pkgArg(args), varsOf(cmd))
 			if err != nil {
 				return err
 			}
-			defer cleanup()
-			b, err := app.MarshalStable()
+			defer pr.close()
+			b, err := pr.app.MarshalStable()
 			if err != nil {
 				return err
 			}
 			_, err = cmd.OutOrStdout().Write(b)
 			return err
+		},
+	}
+}
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate [package | kiln.hcl]",
+		Short: "Check an app without building images or deploying it",
+		Long: `validate checks an app and exits non-zero on any problem, reporting every
+problem at once: the spec itself (fields, patterns, names) and what the
+Kubernetes target refuses. A kiln.hcl is checked without compiling anything,
+and its problems point at its lines; a main package is compiled and asked
+for its spec.
+
+kiln.hcl describes an app in HCL:
+
+  variable "shards" { default = 3 }   # --var shards=4, or KILN_VAR_shards=4
+  locals { name = "kv" }
+
+  service "kv" {
+    source = "."                       # its main package, relative to this file
+    shard {
+      shards = var.shards
+      key { path_segment = 2 }
+    }
+  }
+
+Blocks and attributes are the spec's JSON names (see the README).`,
+		Example: `  kiln validate ./examples/shop/kiln.hcl
+  kiln validate ./examples/kv`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pr, err := openProject(cmd.Context(), pkgArg(args), varsOf(cmd))
+			if err != nil {
+				return err
+			}
+			defer pr.close()
+			if _, err := kubernetes.Render(pr.app, kubernetes.Options{Image: "kiln.local/validate"}); err != nil {
+				return pr.fieldError(err)
+			}
+			var names []string
+			for _, s := range pr.app.Services {
+				names = append(names, s.Name+" ("+s.Pattern()+")")
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "kiln: %s is valid: app %q of %s\n", pr.arg, pr.app.Name, strings.Join(names, ", "))
+			return nil
 		},
 	}
 }
@@ -87,30 +141,10 @@ func pkgArg(args []string) string {
 	return args[0]
 }
 
-// compileAndDescribe builds pkg into a temporary directory and asks the
-// binary for its spec. cleanup removes the binary.
-func compileAndDescribe(ctx context.Context, pkg string, image bool) (bin string, app *spec.App, cleanup func(), err error) {
-	p, err := builder.Load(ctx, "", pkg)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	dir, err := os.MkdirTemp("", "kiln-run-")
-	if err != nil {
-		return "", nil, nil, err
-	}
-	cleanup = func() { os.RemoveAll(dir) }
-	// Named after the package, so ps and logs say which program runs.
-	bin = filepath.Join(dir, path.Base(p.ImportPath))
-	if err := builder.Compile(ctx, pkg, builder.CompileOptions{Output: bin, Image: image}); err != nil {
-		cleanup()
-		return "", nil, nil, err
-	}
-	app, err = sdk.Describe(ctx, bin)
-	if err != nil {
-		cleanup()
-		return "", nil, nil, err
-	}
-	return bin, app, cleanup, nil
+// varsOf is the root's --var flags.
+func varsOf(cmd *cobra.Command) varFlags {
+	v, _ := cmd.Flags().GetStringArray("var")
+	return v
 }
 
 // specFlag adds --spec, which reads an app from its JSON form instead of
@@ -119,16 +153,23 @@ func specFlag(cmd *cobra.Command, file *string) {
 	cmd.Flags().StringVar(file, "spec", "", "read the app from this spec JSON file (as kiln describe prints) instead of a package")
 }
 
-// loadApp reads the app from a spec file when one is given, else from the
-// package's own description of itself.
-func loadApp(ctx context.Context, args []string, specFile string) (*spec.App, error) {
+// loadProject reads the app from a spec file when one is given, else from
+// the package or descriptor args name. With build, every program is
+// compiled and checked against the descriptor.
+func loadProject(cmd *cobra.Command, args []string, specFile string, build bool) (*project, error) {
+	ctx := cmd.Context()
 	if specFile == "" {
-		_, app, cleanup, err := compileAndDescribe(ctx, pkgArg(args), false)
+		pr, err := openProject(ctx, pkgArg(args), varsOf(cmd))
 		if err != nil {
 			return nil, err
 		}
-		cleanup()
-		return app, nil
+		if build {
+			if err := pr.compile(ctx); err != nil {
+				pr.close()
+				return nil, err
+			}
+		}
+		return pr, nil
 	}
 	if len(args) > 0 {
 		return nil, fmt.Errorf("give either a package or --spec, not both")
@@ -145,5 +186,5 @@ func loadApp(ctx context.Context, args []string, specFile string) (*spec.App, er
 	if err := app.Validate(); err != nil {
 		return nil, fmt.Errorf("%s:\n%w", specFile, err)
 	}
-	return app, nil
+	return &project{arg: specFile, app: app}, nil
 }

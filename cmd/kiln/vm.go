@@ -36,6 +36,29 @@ func (f *vmFlags) addBoot(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.appendArgs, "append", "", "more kernel command line, e.g. kiln.env=KILN_ROLE=replica,KILN_SERVICE=hello to run one role")
 }
 
+// unikernelOptions says what to build for arg, a main package or a
+// descriptor of an app built from one program.
+func (f *vmFlags) unikernelOptions(cmd *cobra.Command, arg, out string) (unikernel.Options, error) {
+	o := unikernel.Options{Package: arg, Out: out, Kernel: f.kernel, Modules: f.modules, Gzip: f.gzip}
+	if _, ok := descriptorPath(arg); !ok {
+		return o, nil
+	}
+	pr, err := openProject(cmd.Context(), arg, varsOf(cmd))
+	if err != nil {
+		return o, err
+	}
+	defer pr.close()
+	p, err := pr.single("the microVM target")
+	if err != nil {
+		return o, err
+	}
+	if err := pr.compile(cmd.Context()); err != nil {
+		return o, err
+	}
+	o.Package, o.Dir, o.App = p.pkg, p.dir, pr.app
+	return o, nil
+}
+
 func (f *vmFlags) boot(port int) unikernel.BootOptions {
 	o := unikernel.BootOptions{HostPorts: []int{port}, Machine: f.machine, Accel: f.accel, Memory: f.memory, CPUs: f.cpus}
 	if f.appendArgs != "" {
@@ -61,7 +84,7 @@ func newVMBuildCmd() *cobra.Command {
 	var f vmFlags
 	var out string
 	cmd := &cobra.Command{
-		Use:   "build [package]",
+		Use:   "build [package | kiln.hcl]",
 		Short: "Build a microVM image: kernel, initramfs, command line and manifest",
 		Long: `build compiles the main package (default ".") as a static binary with the
 PID-1 init linked in, and writes to --out: vmlinuz (the kernel), initramfs.cpio
@@ -73,7 +96,11 @@ kernel lacks), cmdline and manifest.json.`,
 			if out == "" {
 				return fmt.Errorf("--out DIR is required")
 			}
-			im, err := unikernel.Build(cmd.Context(), unikernel.Options{Package: pkgArg(args), Out: out, Kernel: f.kernel, Modules: f.modules, Gzip: f.gzip})
+			o, err := f.unikernelOptions(cmd, pkgArg(args), out)
+			if err != nil {
+				return err
+			}
+			im, err := unikernel.Build(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
@@ -98,7 +125,7 @@ func newVMRunCmd() *cobra.Command {
 	var port int
 	var image string
 	cmd := &cobra.Command{
-		Use:   "run [package]",
+		Use:   "run [package | kiln.hcl]",
 		Short: "Build a main package's microVM image and boot it under QEMU",
 		Long: `run builds the image (or takes one built earlier with --image) and boots it
 under QEMU, forwarding 127.0.0.1:PORT to the entry point in the guest. It prints
@@ -118,7 +145,7 @@ the image directory, and stops QEMU on Ctrl-C. The same as kiln run --target vm.
 				}
 				return runImage(cmd.Context(), im, f, port, cmd.OutOrStdout())
 			}
-			return runVM(cmd.Context(), pkgArg(args), f, port, cmd.OutOrStdout())
+			return runVM(cmd, pkgArg(args), f, port)
 		},
 	}
 	f.addBuild(cmd)
@@ -128,9 +155,10 @@ the image directory, and stops QEMU on Ctrl-C. The same as kiln run --target vm.
 	return cmd
 }
 
-// runVM builds pkg into a temporary image and runs it until ctx ends. It is
-// what kiln run --target vm does.
-func runVM(ctx context.Context, pkg string, f vmFlags, port int, out io.Writer) error {
+// runVM builds arg (a package or descriptor) into a temporary image and
+// runs it until the command's context ends. It is what kiln run --target
+// vm does.
+func runVM(cmd *cobra.Command, arg string, f vmFlags, port int) error {
 	if port < 0 || port > 65535 {
 		return fmt.Errorf("--port %d: want a port number in 1–65535", port)
 	}
@@ -142,11 +170,15 @@ func runVM(ctx context.Context, pkg string, f vmFlags, port int, out io.Writer) 
 		return err
 	}
 	defer os.RemoveAll(dir)
-	im, err := unikernel.Build(ctx, unikernel.Options{Package: pkg, Out: dir, Kernel: f.kernel, Modules: f.modules, Gzip: f.gzip})
+	o, err := f.unikernelOptions(cmd, arg, dir)
 	if err != nil {
 		return err
 	}
-	return runImage(ctx, im, f, port, out)
+	im, err := unikernel.Build(cmd.Context(), o)
+	if err != nil {
+		return err
+	}
+	return runImage(cmd.Context(), im, f, port, cmd.OutOrStdout())
 }
 
 func runImage(ctx context.Context, im *unikernel.Image, f vmFlags, port int, out io.Writer) error {
@@ -164,7 +196,7 @@ func newVMKubeVirtCmd() *cobra.Command {
 	var f vmFlags
 	var image, push, kernelImage, namespace string
 	cmd := &cobra.Command{
-		Use:   "kubevirt [package]",
+		Use:   "kubevirt [package | kiln.hcl]",
 		Short: "Render a microVM image as KubeVirt VirtualMachineInstanceReplicaSets",
 		Long: `kubevirt prints YAML for KubeVirt: one VirtualMachineInstanceReplicaSet per
 workload of the topology (one VM per pod, each running one role, booted with
@@ -193,7 +225,11 @@ by digest; --kernel-image REF names one pushed earlier.`,
 					return derr
 				}
 				defer os.RemoveAll(dir)
-				im, err = unikernel.Build(cmd.Context(), unikernel.Options{Package: pkgArg(args), Out: dir, Kernel: f.kernel, Modules: f.modules, Gzip: f.gzip})
+				o, oerr := f.unikernelOptions(cmd, pkgArg(args), dir)
+				if oerr != nil {
+					return oerr
+				}
+				im, err = unikernel.Build(cmd.Context(), o)
 			}
 			if err != nil {
 				return err

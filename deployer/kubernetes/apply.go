@@ -33,6 +33,7 @@ var managed = []schema.GroupVersionResource{
 	{Version: "v1", Resource: "services"},
 	{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
 	{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"},
+	{Version: "v1", Resource: "configmaps"},
 }
 
 // ClientOptions find a cluster the way kubectl does: --kubeconfig, then

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,8 +107,9 @@ func TestApplyPrunesWhatWasRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"Deployment/hello-replica", "PodDisruptionBudget/hello-replica", "Service/hello"}
-	if !slices.Equal(res.Pruned, want) || len(res.Changed) != 0 {
-		t.Fatalf("removing service hello pruned %v and changed %v; want pruned %v only", res.Pruned, res.Changed, want)
+	// The discovery list changes; no other service's pods roll.
+	if !slices.Equal(res.Pruned, want) || !slices.Equal(res.Changed, []string{"ConfigMap/" + DiscoveryConfigMap(full.Name)}) {
+		t.Fatalf("removing service hello pruned %v and changed %v; want pruned %v, and only the discovery ConfigMap changed", res.Pruned, res.Changed, want)
 	}
 
 	deleted, err := c.Down(ctx, full.Name)
@@ -152,4 +154,69 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// warnings collects what the API server warns about.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) HandleWarningHeader(code int, agent, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, text)
+}
+
+func TestShopAppliesWithoutWarningAndLosesExactlyARemovedService(t *testing.T) {
+	cfg := rest.CopyConfig(e2e.Cluster(t))
+	warned := &warnings{}
+	cfg.WarningHandler = warned
+	c := testCluster(t, cfg)
+	ctx := context.Background()
+	shop := cases()["example-shop"]
+	objs, err := Render(shop, Options{Image: "registry.example/shop:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, shop.Name, objs); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(ctx, objs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Apply(ctx, shop.Name, objs); err != nil || len(res.Changed)+len(res.Pruned) != 0 {
+		t.Fatalf("second apply: changed %v, pruned %v, err %v; want nothing", res.Changed, res.Pruned, err)
+	}
+	if len(warned.msgs) != 0 {
+		t.Fatalf("the API server warned: %q", warned.msgs)
+	}
+
+	// web's pods learn where carts and catalog are from the ConfigMap.
+	cm, err := c.dyn.Resource(managed[len(managed)-1]).Namespace(c.Namespace).Get(ctx, DiscoveryConfigMap(shop.Name), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustJSON(t, cm.Object["data"]), `{"KILN_SERVICES":"web=http://web:8080 carts=http://carts:8080 catalog=http://catalog:8080"}`; got != want {
+		t.Fatalf("discovery ConfigMap holds %s, want %s", got, want)
+	}
+
+	noCatalog := *shop
+	noCatalog.Services = shop.Services[:2]
+	objs, err = Render(&noCatalog, Options{Image: "registry.example/shop:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Apply(ctx, shop.Name, objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruned := slices.Sorted(slices.Values(res.Pruned))
+	want := []string{"Deployment/catalog-root", "PodDisruptionBudget/catalog-leaf", "Service/catalog", "Service/catalog-leaf", "StatefulSet/catalog-leaf"}
+	if !slices.Equal(pruned, want) || !slices.Equal(res.Changed, []string{"ConfigMap/" + DiscoveryConfigMap(shop.Name)}) {
+		t.Fatalf("removing catalog pruned %v and changed %v; want pruned %v, and only the discovery ConfigMap changed", pruned, res.Changed, want)
+	}
+	if len(warned.msgs) != 0 {
+		t.Fatalf("the API server warned: %q", warned.msgs)
+	}
 }

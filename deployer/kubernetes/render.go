@@ -58,8 +58,12 @@ const drainSeconds = 5
 
 // Options say where and how to render.
 type Options struct {
-	// Image is the app's image; every role runs it.
+	// Image is the app's image: every role of every service runs it,
+	// unless Images names another for its service.
 	Image string
+	// Images are the images of services built from a main package of
+	// their own, by service name. nil means Image runs every service.
+	Images map[string]string
 	// Namespace, when set, is written into every object.
 	Namespace string
 }
@@ -72,53 +76,111 @@ func Render(app *spec.App, opts Options) ([]metav1.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Image == "" {
-		return nil, fmt.Errorf("no image: pass --image REF")
+	var missing []string
+	for _, s := range app.Services {
+		if opts.image(s.Name) == "" {
+			missing = append(missing, s.Name)
+		}
 	}
-	r := &renderer{app: app, opts: opts}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("kubernetes: no image for service %s: set Options.Image, or Options.Images for each service", strings.Join(missing, ", "))
+	}
+	r := &renderer{app: app, opts: opts, services: Discovery(app)}
 	if err := r.check(); err != nil {
 		return nil, err
 	}
+	r.discovery()
 	for i := range app.Services {
 		r.service(&app.Services[i], t)
 	}
 	return r.objs, nil
 }
 
+// DiscoveryConfigMap names the ConfigMap that holds an app's KILN_SERVICES.
+func DiscoveryConfigMap(app string) string { return app + "-kiln-services" }
+
+// discovery adds the ConfigMap every pod reads KILN_SERVICES from. Pods
+// take it through envFrom rather than inline, so that adding or removing
+// a service changes this one object and rolls no other service's pods;
+// a pod started later reads the new list.
+func (r *renderer) discovery() {
+	labels := map[string]string{LabelName: r.app.Name, LabelInstance: r.app.Name, LabelManagedBy: ManagedBy, LabelComponent: "discovery"}
+	r.add(&corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: r.meta(DiscoveryConfigMap(r.app.Name), labels),
+		Data:       map[string]string{patterns.EnvServices: r.services.String()},
+	})
+}
+
+// fromDiscovery is the envFrom that reads the discovery ConfigMap; env,
+// which RoleEnv filled, loses its inline copy.
+func (r *renderer) fromDiscovery(env map[string]string) []corev1.EnvFromSource {
+	delete(env, patterns.EnvServices)
+	return []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: DiscoveryConfigMap(r.app.Name)},
+	}}}
+}
+
+func (o *Options) image(service string) string {
+	if im := o.Images[service]; im != "" {
+		return im
+	}
+	return o.Image
+}
+
 type renderer struct {
-	app  *spec.App
-	opts Options
-	objs []metav1.Object
+	app      *spec.App
+	opts     Options
+	services patterns.Discovery
+	objs     []metav1.Object
+}
+
+// Discovery is where the services of app are reached inside the cluster:
+// each entry Service's DNS name (resolved in the pod's own namespace) and
+// port. An ambassador shard has no Service of its own: its router listens
+// on 127.0.0.1 inside the pods of its client, the only service that
+// reaches it.
+func Discovery(app *spec.App) patterns.Discovery {
+	d := make(patterns.Discovery, len(app.Services))
+	for i, s := range app.Services {
+		host := s.Name
+		if s.Shard != nil && s.Shard.Ambassador != "" {
+			host = "127.0.0.1"
+		}
+		d[i] = patterns.Endpoint{Service: s.Name, URL: "http://" + host + ":" + strconv.Itoa(s.HandlerPort())}
+	}
+	return d
 }
 
 // check refuses what the cluster cannot express, before anything is sent.
 func (r *renderer) check() error {
 	var errs spec.Errors
-	for _, s := range r.app.Services {
-		p := fmt.Sprintf("services[%s]", s.Name)
+	for i, s := range r.app.Services {
+		p := spec.ServicePath(i, s.Name)
 		if s.Autoscale != nil && (s.Shard != nil || s.Scatter != nil) {
-			errs = append(errs, &spec.FieldError{Path: p + ".autoscale", Msg: fmt.Sprintf(
+			count := "scatter.leaves"
+			if s.Shard != nil {
+				count = "shard.shards"
+			}
+			errs = append(errs, &spec.FieldError{Path: p.Dot("autoscale"), Msg: fmt.Sprintf(
 				"a %s service cannot autoscale: its leaf count is part of each leaf's identity (which keys or data it holds); change %s instead",
-				s.Pattern(), map[bool]string{true: "shard.shards", false: "scatter.leaves"}[s.Shard != nil])})
+				s.Pattern(), count)})
 		}
 		// A StatefulSet's name goes into its pods' controller-revision-hash
 		// label, which caps it at 52 characters.
 		if n := len(s.Name) + len("-shard"); n > 52 {
-			errs = append(errs, &spec.FieldError{Path: p + ".name", Msg: fmt.Sprintf("is %d characters; Kubernetes workload names derived from it need it at most %d", len(s.Name), 52-len("-shard"))})
+			errs = append(errs, &spec.FieldError{Path: p.Dot("name"), Msg: fmt.Sprintf("is %d characters; Kubernetes workload names derived from it need it at most %d", len(s.Name), 52-len("-shard"))})
 		}
 		if a := s.Shard; a != nil && a.Ambassador != "" {
 			client := r.app.Service(a.Ambassador)
 			if client == nil {
-				errs = append(errs, &spec.FieldError{Path: p + ".shard.ambassador", Msg: fmt.Sprintf("%q is not a service of this app", a.Ambassador)})
+				errs = append(errs, &spec.FieldError{Path: p.Dot("shard").Dot("ambassador"), Msg: fmt.Sprintf("%q is not a service of this app", a.Ambassador)})
 			} else if client.Port == s.Port || (client.HandlerPort() == s.HandlerPort()) {
-				errs = append(errs, &spec.FieldError{Path: p + ".port", Msg: fmt.Sprintf("must differ from the port of %q (%d): the ambassador router shares its pods", a.Ambassador, client.HandlerPort())})
+				errs = append(errs, &spec.FieldError{Path: p.Dot("port"), Msg: fmt.Sprintf("must differ from the port of %q (%d): the ambassador router shares its pods", a.Ambassador, client.HandlerPort())})
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
+	return errs.Err()
 }
 
 func (r *renderer) labels(s *spec.Service, role patterns.Role) map[string]string {
@@ -202,14 +264,13 @@ func (r *renderer) ambassadors(client *spec.Service) []corev1.Container {
 		for j := range s.Shard.Shards {
 			peers = append(peers, fmt.Sprintf("http://%s-shard-%d.%s-shard:%d", s.Name, j, s.Name, port))
 		}
-		env := map[string]string{
-			patterns.EnvRole: string(patterns.RoleRouter), patterns.EnvService: s.Name,
-			patterns.EnvIndex: "0", patterns.EnvCount: "1",
-			patterns.EnvPeers: strings.Join(peers, ","),
-			// Only the pod's own containers reach it.
-			patterns.EnvAddr: "127.0.0.1:" + strconv.Itoa(port),
-		}
-		c := r.container(s.Name+"-router", r.opts.Image, nil, env, nil, nil)
+		w := patterns.Workload{Service: s.Name, Role: patterns.RoleRouter, Replicas: 1, Env: s.Env}
+		env := w.RoleEnv(0, peers, r.services)
+		// Only the pod's own containers reach it.
+		env[patterns.EnvAddr] = "127.0.0.1:" + strconv.Itoa(port)
+		from := r.fromDiscovery(env)
+		c := r.container(s.Name+"-router", r.opts.image(s.Name), nil, env, nil, nil)
+		c.EnvFrom = from
 		c.Ports = []corev1.ContainerPort{{Name: shortName(s.Name), ContainerPort: int32(port)}}
 		// No probes: the kubelet probes the pod IP, which this loopback-only
 		// router does not listen on, and an image FROM scratch has nothing
@@ -318,28 +379,15 @@ func (r *renderer) disruption(name string, labels map[string]string, replicas in
 // spec's sidecars and init containers, and restricted security settings.
 func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]string, peers []string) corev1.PodTemplateSpec {
 	port := s.HandlerPort()
-	env := map[string]string{}
-	for k, v := range s.Env {
-		env[k] = v
-	}
 	role := w.Role
-	if s.Simple != nil {
-		role = patterns.RoleReplica
-	}
-	env[patterns.EnvRole] = string(role)
-	env[patterns.EnvService] = s.Name
-	env[patterns.EnvCount] = strconv.Itoa(w.Replicas)
+	env := w.RoleEnv(0, peers, r.services)
 	env[patterns.EnvAddr] = ":" + strconv.Itoa(port)
-	if len(peers) > 0 {
-		env[patterns.EnvPeers] = strings.Join(peers, ",")
-	}
 	var fromLabel []corev1.EnvVar
 	if w.Stable {
+		delete(env, patterns.EnvIndex)
 		fromLabel = []corev1.EnvVar{{Name: patterns.EnvIndex, ValueFrom: &corev1.EnvVarSource{
 			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['" + podIndexLabel + "']"},
 		}}}
-	} else {
-		env[patterns.EnvIndex] = "0"
 	}
 	var mounts []corev1.VolumeMount
 	var volumes []corev1.Volume
@@ -349,8 +397,10 @@ func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]
 			mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: v.Path})
 		}
 	}
-	app := r.container("app", r.opts.Image, nil, env, mounts, s.Resources)
+	from := r.fromDiscovery(env)
+	app := r.container("app", r.opts.image(s.Name), nil, env, mounts, s.Resources)
 	app.Env = append(app.Env, fromLabel...)
+	app.EnvFrom = from
 	app.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: int32(port)}}
 	app.ReadinessProbe = probe(s, "/readyz", func(p *spec.Probes) *spec.Probe { return p.Readiness }, role)
 	app.LivenessProbe = probe(s, "/healthz", func(p *spec.Probes) *spec.Probe { return p.Liveness }, role)

@@ -31,8 +31,13 @@ import (
 
 // Options configure a local deployment.
 type Options struct {
-	// Binary is the program every process runs.
+	// Binary is the program every process runs, unless Binaries names
+	// another for its service.
 	Binary string
+	// Binaries are the programs of the services that are built from a main
+	// package of their own, by service name. nil means Binary runs every
+	// service.
+	Binaries map[string]string
 	// Port is the entry port of the first service; 0 picks a free one.
 	Port int
 	// Env is the environment every process starts from; nil means
@@ -41,18 +46,19 @@ type Options struct {
 	// Output receives every process's output, each line prefixed with the
 	// process's name. nil means os.Stderr.
 	Output io.Writer
-	// ReadyTimeout bounds the wait for every process to answer /readyz.
+	// ReadyTimeout bounds the wait for every process to answer /readyz;
+	// 0 means 30s.
 	ReadyTimeout time.Duration
-	// Grace is how long a stopping process may drain before it is killed.
-	Grace  time.Duration
+	// Grace is how long a stopping process may drain before it is killed;
+	// 0 means 10s.
+	Grace time.Duration
+	// Logger receives the deployer's own events (restarts, failures to
+	// start). nil logs text to Output.
 	Logger *slog.Logger
 }
 
 // Endpoint is where one service serves.
-type Endpoint struct {
-	Service string
-	URL     string
-}
+type Endpoint = patterns.Endpoint
 
 // Process describes one running process of the topology.
 type Process struct {
@@ -68,7 +74,7 @@ type Process struct {
 type Deployment struct {
 	opts      Options
 	procs     []*proc
-	endpoints []Endpoint
+	endpoints patterns.Discovery
 	out       *syncWriter
 	log       *slog.Logger
 	stopOnce  sync.Once
@@ -77,8 +83,10 @@ type Deployment struct {
 // Start starts every process of t, backends first, and returns once each one
 // answers /readyz. On error nothing it started is left running.
 func Start(ctx context.Context, t *patterns.Topology, opts Options) (*Deployment, error) {
-	if opts.Binary == "" {
-		return nil, errors.New("local: no binary to run")
+	for i := range t.Workloads {
+		if opts.binary(t.Workloads[i].Service) == "" {
+			return nil, fmt.Errorf("local: no binary runs service %q: set Options.Binary or Options.Binaries", t.Workloads[i].Service)
+		}
 	}
 	if opts.Env == nil {
 		opts.Env = os.Environ()
@@ -119,7 +127,7 @@ func Start(ctx context.Context, t *patterns.Topology, opts Options) (*Deployment
 		}
 	}
 	for _, p := range d.procs {
-		env := p.workload.Env(p.index, addrs[p.workload.Backends])
+		env := p.workload.RoleEnv(p.index, addrs[p.workload.Backends], d.endpoints)
 		p.env = append(append([]string{}, opts.Env...), patterns.EnvListenFD+"=3")
 		for _, k := range slices.Sorted(maps.Keys(env)) {
 			p.env = append(p.env, k+"="+env[k])
@@ -167,7 +175,14 @@ func (d *Deployment) closeSockets() {
 }
 
 // Endpoints lists where each service serves, in spec order.
-func (d *Deployment) Endpoints() []Endpoint { return d.endpoints }
+func (d *Deployment) Endpoints() patterns.Discovery { return d.endpoints }
+
+func (o *Options) binary(service string) string {
+	if b := o.Binaries[service]; b != "" {
+		return b
+	}
+	return o.Binary
+}
 
 // Processes lists every process of the topology.
 func (d *Deployment) Processes() []Process {
@@ -188,6 +203,9 @@ func (d *Deployment) waitReady(ctx context.Context) error {
 		for {
 			if patterns.Ready(ctx, client, "http://"+p.addr+"/readyz") {
 				break
+			}
+			if p.gaveUp() {
+				return fmt.Errorf("local: %s exited with status %d, which says its configuration is wrong, so it is not restarted; its last output:\n%s", p.name, exitUsage, p.tail.String())
 			}
 			if restarts := p.restartCount(); restarts >= 3 {
 				return fmt.Errorf("local: %s keeps exiting (%d restarts) before it is ready; its last output:\n%s", p.name, restarts, p.tail.String())
@@ -264,6 +282,18 @@ type proc struct {
 	mu       sync.Mutex
 	pid      int
 	restarts int
+	usage    bool // exited with exitUsage: not restarted
+}
+
+// exitUsage is the status of a program that refuses its configuration (a
+// bad role variable, a service it asks for that the app lacks): restarting
+// it cannot help.
+const exitUsage = 2
+
+func (p *proc) gaveUp() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.usage
 }
 
 // Restart backoff: doubling from min to max, reset after a process has
@@ -300,6 +330,15 @@ func (p *proc) supervise(d *Deployment) {
 			p.mu.Lock()
 			p.pid = 0
 			p.mu.Unlock()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) && ee.ExitCode() == exitUsage {
+				d.log.Error("process refuses its configuration; not restarting", "process", p.name, "status", exitStatus(err))
+				p.mu.Lock()
+				p.usage = true
+				p.mu.Unlock()
+				<-p.stop
+				return
+			}
 			if time.Since(started) > stable {
 				backoff = backoffMin
 			}
@@ -319,7 +358,7 @@ func (p *proc) supervise(d *Deployment) {
 
 func (p *proc) start(d *Deployment) (*exec.Cmd, error) {
 	out := io.MultiWriter(&prefixWriter{prefix: p.name + " | ", w: d.out}, p.tail)
-	cmd := exec.Command(d.opts.Binary)
+	cmd := exec.Command(d.opts.binary(p.workload.Service))
 	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.ExtraFiles = []*os.File{p.socket}

@@ -194,7 +194,9 @@ func RenderApp(app *spec.App, o Options) ([]metav1.Object, error) {
 	if o.ClusterDomain == "" {
 		o.ClusterDomain = DefaultClusterDomain
 	}
-	r := &renderer{app: app, o: o}
+	// Ambassador shards are refused by check, so every service has a
+	// Service of its own, as on the container path.
+	r := &renderer{app: app, o: o, services: kubernetes.Discovery(app)}
 	if err := r.check(); err != nil {
 		return nil, err
 	}
@@ -207,35 +209,33 @@ func RenderApp(app *spec.App, o Options) ([]metav1.Object, error) {
 }
 
 type renderer struct {
-	app  *spec.App
-	o    Options
-	objs []metav1.Object
+	app      *spec.App
+	o        Options
+	services patterns.Discovery
+	objs     []metav1.Object
 }
 
 // check refuses what one role per VM cannot express.
 func (r *renderer) check() error {
 	var errs spec.Errors
-	for _, s := range r.app.Services {
-		p := fmt.Sprintf("services[%s]", s.Name)
+	for i, s := range r.app.Services {
+		p := spec.ServicePath(i, s.Name)
 		if len(s.Sidecars) > 0 {
-			errs = append(errs, &spec.FieldError{Path: p + ".sidecars", Msg: "a microVM runs the program alone: sidecar containers need the container path (kiln render without --unikernel)"})
+			errs = append(errs, &spec.FieldError{Path: p.Dot("sidecars"), Msg: "a microVM runs the program alone: sidecar containers need the container path (kiln render without --unikernel)"})
 		}
 		if len(s.Init) > 0 {
-			errs = append(errs, &spec.FieldError{Path: p + ".init", Msg: "a microVM runs the program alone: init containers need the container path (kiln render without --unikernel)"})
+			errs = append(errs, &spec.FieldError{Path: p.Dot("init"), Msg: "a microVM runs the program alone: init containers need the container path (kiln render without --unikernel)"})
 		}
 		if s.Shard != nil && s.Shard.Ambassador != "" {
-			errs = append(errs, &spec.FieldError{Path: p + ".shard.ambassador", Msg: "a microVM runs one role: an ambassador router inside the client's VM needs the container path (kiln render without --unikernel)"})
+			errs = append(errs, &spec.FieldError{Path: p.Dot("shard").Dot("ambassador"), Msg: "a microVM runs one role: an ambassador router inside the client's VM needs the container path (kiln render without --unikernel)"})
 		}
 		for k, v := range s.Env {
 			if strings.ContainsAny(k+v, "\",\n") || strings.ContainsAny(k, " =") {
-				errs = append(errs, &spec.FieldError{Path: p + ".env." + k, Msg: "goes on the kernel command line (kiln.env=K=V,...), which cannot carry a comma, a double quote or a newline"})
+				errs = append(errs, &spec.FieldError{Path: p.Dot("env").Key(k), Msg: "goes on the kernel command line (kiln.env=K=V,...), which cannot carry a comma, a double quote or a newline"})
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
+	return errs.Err()
 }
 
 func (r *renderer) labels(s *spec.Service, role patterns.Role) map[string]string {
@@ -309,18 +309,9 @@ const podIndexLabel = "apps.kubernetes.io/pod-index"
 // running role with KILN_INDEX=index and KILN_COUNT=count.
 func (r *renderer) replicaSet(s *spec.Service, name string, role patterns.Role, labels map[string]string, replicas, index, count int, peers []string, hostname, subdomain string) {
 	port := s.HandlerPort()
-	env := map[string]string{}
-	for k, v := range s.Env {
-		env[k] = v
-	}
-	env[patterns.EnvRole] = string(role)
-	env[patterns.EnvService] = s.Name
-	env[patterns.EnvIndex] = strconv.Itoa(index)
-	env[patterns.EnvCount] = strconv.Itoa(count)
+	w := patterns.Workload{Service: s.Name, Role: role, Replicas: count, Env: s.Env}
+	env := w.RoleEnv(index, peers, r.services)
 	env[patterns.EnvAddr] = ":" + strconv.Itoa(port)
-	if len(peers) > 0 {
-		env[patterns.EnvPeers] = strings.Join(peers, ",")
-	}
 	grace := int64(patterns.DefaultGrace.Seconds())
 	vmi := kubevirtv1.VirtualMachineInstanceSpec{
 		Domain: kubevirtv1.DomainSpec{

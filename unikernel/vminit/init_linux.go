@@ -366,6 +366,7 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 		}
 	}
 	var procs []*proc
+	var services patterns.Discovery
 	peers := map[string][]string{}
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
@@ -386,6 +387,11 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 			}
 			p := &proc{name: w.Service + "/" + w.Instance(r), addr: ln.Addr().String(), socket: f, entry: w.Entry, done: make(chan struct{})}
 			peers[w.Name()] = append(peers[w.Name()], "http://"+p.addr)
+			if w.Entry {
+				// Services of the app reach each other inside the guest.
+				_, port, _ := net.SplitHostPort(p.addr)
+				services = append(services, patterns.Endpoint{Service: w.Service, URL: "http://127.0.0.1:" + port})
+			}
 			procs = append(procs, p)
 		}
 	}
@@ -395,7 +401,7 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 		for r := 0; r < w.Replicas; r++ {
 			p := procs[n]
 			n++
-			env := w.Env(r, peers[w.Backends])
+			env := w.RoleEnv(r, peers[w.Backends], services)
 			p.env = append(append([]string{}, base...), patterns.EnvListenFD+"=3")
 			for _, k := range slices.Sorted(maps.Keys(env)) {
 				p.env = append(p.env, k+"="+env[k])

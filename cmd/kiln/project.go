@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	hclv2 "github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/kiln-dev/kiln/builder"
+	"github.com/kiln-dev/kiln/sdk"
+	"github.com/kiln-dev/kiln/spec"
+	kilnhcl "github.com/kiln-dev/kiln/spec/hcl"
+)
+
+// DescriptorName is the descriptor a directory may hold.
+const DescriptorName = "kiln.hcl"
+
+// project is what a command works on: a main package that declares its app
+// in Go, or a kiln.hcl descriptor that names the main package of each of
+// its services.
+type project struct {
+	arg      string
+	app      *spec.App
+	file     *kilnhcl.File // nil for a package
+	parser   *hclparse.Parser
+	programs []*program // distinct main packages, in app order
+	tmp      []string   // directories of compiled binaries
+}
+
+// close removes the compiled binaries.
+func (pr *project) close() {
+	for _, d := range pr.tmp {
+		os.RemoveAll(d)
+	}
+	pr.tmp = nil
+}
+
+// single is the project's one program, for targets that run one.
+func (pr *project) single(target string) (*program, error) {
+	if len(pr.programs) == 1 {
+		return pr.programs[0], nil
+	}
+	var names []string
+	for _, p := range pr.programs {
+		names = append(names, p.name())
+	}
+	return nil, fmt.Errorf("%s runs one program, and %s builds its services from %d: %s", target, pr.arg, len(names), strings.Join(names, ", "))
+}
+
+// program is one main package of a project, and the services it runs.
+type program struct {
+	dir, pkg string   // what builder takes: the package pkg, resolved in dir
+	services []string // in app order
+	bin      string   // once compiled
+}
+
+// name is how messages name the program: its path as the user wrote it.
+func (p *program) name() string {
+	if p.dir == "" {
+		return p.pkg
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return p.dir
+	}
+	if rel, err := filepath.Rel(wd, p.dir); err == nil && !strings.HasPrefix(rel, "..") {
+		return "./" + filepath.ToSlash(rel)
+	}
+	return p.dir
+}
+
+// descriptorPath says whether arg names a descriptor: a path ending in
+// .hcl, or a directory holding kiln.hcl.
+func descriptorPath(arg string) (string, bool) {
+	if strings.HasSuffix(arg, ".hcl") {
+		return arg, true
+	}
+	p := filepath.Join(arg, DescriptorName)
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		return p, true
+	}
+	return "", false
+}
+
+// varFlags are --var name=value, read by descriptors.
+type varFlags []string
+
+func (v *varFlags) add(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringArrayVar((*[]string)(v), "var", nil, "set a kiln.hcl variable: --var name=value (repeatable; wins over KILN_VAR_name and the default)")
+}
+
+func (v varFlags) parse() (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range v {
+		k, val, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--var %q: want name=value", s)
+		}
+		out[k] = val
+	}
+	return out, nil
+}
+
+// openProject reads what arg names. A descriptor is read without building
+// anything; a package is compiled and asked for its spec, and its binary
+// kept for the caller (see compile).
+func openProject(ctx context.Context, arg string, vars varFlags) (*project, error) {
+	pr := &project{arg: arg}
+	path, ok := descriptorPath(arg)
+	if !ok {
+		pr.programs = []*program{{pkg: arg}}
+		bin, app, err := compileProgram(ctx, pr.programs[0], false)
+		if err != nil {
+			return nil, err
+		}
+		pr.programs[0].bin = bin
+		pr.tmp = append(pr.tmp, filepath.Dir(bin))
+		pr.app = app
+		for _, s := range app.Services {
+			pr.programs[0].services = append(pr.programs[0].services, s.Name)
+		}
+		return pr, nil
+	}
+	vs, err := vars.parse()
+	if err != nil {
+		return nil, err
+	}
+	pr.parser = hclparse.NewParser()
+	f, diags := kilnhcl.Load(pr.parser, path, kilnhcl.Options{Vars: vs, Env: os.Environ()})
+	if diags.HasErrors() {
+		return nil, pr.diagError(diags)
+	}
+	pr.file, pr.app = f, f.App
+	byDir := map[string]*program{}
+	for _, s := range f.App.Services {
+		dir := f.Sources[s.Name]
+		p := byDir[dir]
+		if p == nil {
+			p = &program{dir: dir, pkg: "."}
+			byDir[dir] = p
+			pr.programs = append(pr.programs, p)
+		}
+		p.services = append(p.services, s.Name)
+	}
+	return pr, nil
+}
+
+// diagError is a descriptor's diagnostics, printed the way HCL prints
+// them: file:line:col, the source lines, the message.
+type diagError struct {
+	diags  hclv2.Diagnostics
+	parser *hclparse.Parser
+}
+
+func (e *diagError) Error() string {
+	var buf bytes.Buffer
+	// On a terminal, colour underlines each problem's range in its line.
+	w := hclv2.NewDiagnosticTextWriter(&buf, e.parser.Files(), 78, term.IsTerminal(int(os.Stderr.Fd())))
+	for _, d := range e.diags {
+		if r := d.Subject; r != nil {
+			fmt.Fprintf(&buf, "%s:%d:%d: ", r.Filename, r.Start.Line, r.Start.Column)
+		}
+		w.WriteDiagnostic(d)
+	}
+	n := len(e.diags.Errs())
+	noun := "problem"
+	if n != 1 {
+		noun = "problems"
+	}
+	return fmt.Sprintf("%d %s:\n\n%s", n, noun, strings.TrimRight(buf.String(), "\n"))
+}
+
+func (pr *project) diagError(d hclv2.Diagnostics) error {
+	return &diagError{diags: d, parser: pr.parser}
+}
+
+// fieldError reports err, which a back-end returned about the app, at its
+// descriptor positions when the app came from one.
+func (pr *project) fieldError(err error) error {
+	if err == nil || pr.file == nil {
+		return err
+	}
+	return pr.diagError(pr.file.Diagnostics(err))
+}
+
+// compile builds every program of the project (once) and checks that each
+// one agrees with the descriptor. close removes the binaries.
+func (pr *project) compile(ctx context.Context) error {
+	var diags hclv2.Diagnostics
+	for _, p := range pr.programs {
+		if p.bin != "" {
+			continue
+		}
+		bin, code, err := compileProgram(ctx, p, false)
+		if err != nil {
+			return err
+		}
+		pr.tmp = append(pr.tmp, filepath.Dir(bin))
+		p.bin = bin
+		for _, name := range p.services {
+			diags = append(diags, pr.agree(name, code, p)...)
+		}
+	}
+	if diags.HasErrors() {
+		return pr.diagError(diags)
+	}
+	return nil
+}
+
+// binaries maps each service to its program's binary.
+func (pr *project) binaries() map[string]string {
+	out := map[string]string{}
+	for _, p := range pr.programs {
+		for _, s := range p.services {
+			out[s] = p.bin
+		}
+	}
+	return out
+}
+
+// compileProgram builds p into a temporary directory and asks the binary
+// for its spec.
+func compileProgram(ctx context.Context, p *program, image bool) (string, *spec.App, error) {
+	pkg, err := builder.Load(ctx, p.dir, p.pkg)
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "kiln-run-")
+	if err != nil {
+		return "", nil, err
+	}
+	// Named after the package, so ps and logs say which program runs.
+	bin := filepath.Join(dir, filepath.Base(pkg.ImportPath))
+	if err := builder.Compile(ctx, p.pkg, builder.CompileOptions{Dir: p.dir, Output: bin, Image: image}); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	app, err := sdk.Describe(ctx, bin)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return bin, app, nil
+}
+
+// agree checks service name of the descriptor against the program that
+// runs it. The program's roles serve with the spec the program declares,
+// so every field the program sets must have the same value in the
+// descriptor. The descriptor may add what the program leaves unset (env,
+// resources, sidecars, init containers, volumes, probes, autoscale,
+// public): only deployers use those.
+func (pr *project) agree(name string, code *spec.App, p *program) hclv2.Diagnostics {
+	i := slices.IndexFunc(pr.app.Services, func(s spec.Service) bool { return s.Name == name })
+	path := spec.ServicePath(i, name)
+	cs := code.Service(name)
+	if cs == nil {
+		return hclv2.Diagnostics{{
+			Severity: hclv2.DiagError,
+			Summary:  "Service not declared by its program",
+			Detail: fmt.Sprintf("Service %q is built from %s, which declares %s in Go and no %q. Name one of those services here, or declare %q in the program.",
+				name, p.name(), strings.Join(quotedNames(code), ", "), name, name),
+			Subject: ptr(pr.file.Range(path)),
+		}}
+	}
+	want, got := leaves(pr.app.Service(name)), leaves(cs)
+	var diags hclv2.Diagnostics
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		fp := path + spec.Path(k)
+		here, ok := want[k]
+		if ok && here == got[k] {
+			continue
+		}
+		field := strings.TrimPrefix(k, ".")
+		detail := fmt.Sprintf("%s of service %q is %s here but %s in %s, which runs it; its roles serve with the program's value. Make the two agree.", field, name, here, got[k], p.name())
+		if !ok {
+			detail = fmt.Sprintf("%s of service %q is not set here but is %s in %s, which runs it; its roles serve with the program's value. Set it here to the same value, or remove it from the program.", field, name, got[k], p.name())
+		}
+		diags = append(diags, &hclv2.Diagnostic{
+			Severity: hclv2.DiagError,
+			Summary:  "Descriptor and program disagree",
+			Detail:   detail,
+			Subject:  ptr(pr.file.Range(fp)),
+		})
+	}
+	return diags
+}
+
+func quotedNames(app *spec.App) []string {
+	var out []string
+	for _, s := range app.Services {
+		out = append(out, fmt.Sprintf("%q", s.Name))
+	}
+	return out
+}
+
+// leaves flattens a service's JSON form into field path suffixes
+// (.shard.shards, .env["K"], .sidecars[0].image) and their JSON values.
+func leaves(s *spec.Service) map[string]string {
+	b, _ := json.Marshal(s)
+	var v any
+	json.Unmarshal(b, &v)
+	out := map[string]string{}
+	var walk func(p spec.Path, v any, isMap bool)
+	walk = func(p spec.Path, v any, isMap bool) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, c := range t {
+				if isMap {
+					walk(p.Key(k), c, false)
+				} else {
+					walk(p+"."+spec.Path(k), c, k == "env")
+				}
+			}
+		case []any:
+			for i, c := range t {
+				walk(p.Index(i), c, false)
+			}
+		default:
+			j, _ := json.Marshal(t)
+			out[string(p)] = string(j)
+		}
+	}
+	walk("", v, false)
+	delete(out, ".name")
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
