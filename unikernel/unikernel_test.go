@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -322,5 +323,31 @@ func TestProgramExitPowersOff(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `KILN_ROLE="nonsense" is not a role`) {
 		t.Errorf("console lacks the program's own error:\n%s", b)
+	}
+}
+
+// TestBootShop runs an app of three services in one VM: web reaches carts
+// and catalog by name, through the addresses the init hands every process.
+func TestBootShop(t *testing.T) {
+	t.Parallel()
+	vm := boot(t, "shop")
+	var names []string
+	for _, e := range vm.Endpoints {
+		names = append(names, e.Service)
+	}
+	if !slices.Equal(names, []string{"web", "carts", "catalog"}) {
+		t.Fatalf("endpoints %v; want web, carts, catalog", names)
+	}
+	web := vm.Endpoints[0].URL
+	if resp, body := do(t, "PUT", web+"/cart/ann", `["tea","mug"]`); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("PUT /cart/ann through web: %d %s", resp.StatusCode, body)
+	}
+	resp, body := do(t, "GET", web+"/cart/ann", "")
+	if resp.StatusCode != 200 || strings.TrimSpace(body) != `["tea","mug"]` || resp.Header.Get("Shop-Cart-Shard") == "" {
+		t.Fatalf("GET /cart/ann through web: %d %q (shard %q)", resp.StatusCode, body, resp.Header.Get("Shop-Cart-Shard"))
+	}
+	resp, body = do(t, "GET", web+"/find?q=tea", "")
+	if resp.StatusCode != 200 || strings.Count(body, `"name"`) != 4 || resp.Header.Get("Kiln-Missing") != "" {
+		t.Fatalf("GET /find?q=tea through web: %d %q (missing %q); want the 4 teas from every leaf", resp.StatusCode, body, resp.Header.Get("Kiln-Missing"))
 	}
 }
