@@ -282,7 +282,9 @@ func (c *Cluster) Wait(ctx context.Context, objs []metav1.Object, timeout time.D
 			cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
 			if err != nil {
 				if ctx.Err() != nil {
-					break
+					// The deadline came during the read: that is a
+					// timeout, not a finished rollout.
+					return &RolloutError{Object: u.GetKind() + "/" + u.GetName(), Reason: c.whyNotReady(context.Background(), u, timeout)}
 				}
 				return fmt.Errorf("reading %s/%s: %w", u.GetKind(), u.GetName(), err)
 			}
