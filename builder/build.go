@@ -44,6 +44,9 @@ const User = "65532:65532"
 type Options struct {
 	// Dir is where the package is resolved; "" means the current directory.
 	Dir string
+	// Overlay is a go build -overlay file (see CompileOptions.Overlay);
+	// "" means none.
+	Overlay string
 	// Platforms to build for; none means the host's (HostPlatform).
 	Platforms []Platform
 	// Backend assembles the images; "" means OCI.
@@ -181,7 +184,7 @@ func Build(ctx context.Context, pkg string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	chk := newChecker(ctx, o.Dir, absDir, pkg, o.Platforms[0], o.CacheDir)
+	chk := newChecker(ctx, o.Dir, absDir, pkg, o.Platforms[0], o.CacheDir, OverlayEnv(o.Overlay))
 	defer chk.close()
 
 	res := &Result{Created: o.Created}
@@ -198,7 +201,7 @@ func Build(ctx context.Context, pkg string, o Options) (*Result, error) {
 		if i == 0 {
 			working = chk.working
 		}
-		err := compileNotify(ctx, pkg, CompileOptions{Dir: o.Dir, Output: bin, Image: true, Env: p.goEnv(), Log: o.Progress}, working)
+		err := compileNotify(ctx, pkg, CompileOptions{Dir: o.Dir, Output: bin, Image: true, Env: p.goEnv(), Overlay: o.Overlay, Log: o.Progress}, working)
 		if err == nil {
 			binary, layer, err = loadBinary(bin, o.CacheDir, o.Created)
 		}

@@ -33,8 +33,8 @@ type checker struct {
 	listErr error
 }
 
-func newChecker(ctx context.Context, dir, absDir, pkg string, p Platform, cacheDir string) *checker {
-	env := append(p.goEnv(), "CGO_ENABLED=1")
+func newChecker(ctx context.Context, dir, absDir, pkg string, p Platform, cacheDir string, extraEnv []string) *checker {
+	env := slices.Concat(p.goEnv(), []string{"CGO_ENABLED=1"}, extraEnv)
 	lctx, cancel := context.WithCancel(ctx)
 	c := &checker{keyDone: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	go func() { // in parallel with go build

@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -27,6 +29,7 @@ type Package struct {
 	Dir        string
 	Name       string
 	Module     *struct{ Path, Dir string }
+	GoFiles    []string // the files this build uses: build constraints applied, no tests
 	CgoFiles   []string
 	Standard   bool
 	DepOnly    bool
@@ -39,15 +42,35 @@ func Load(ctx context.Context, dir, pkg string) (*Package, error) {
 	return p, err
 }
 
+// List is Load for a package of any name.
+func List(ctx context.Context, dir, pkg string) (*Package, error) {
+	p, _, err := listAny(ctx, dir, pkg, false, nil)
+	return p, err
+}
+
 // list runs go list on pkg, with its dependencies as an image build sees
 // them when deps is set, and checks that pkg is a main package.
 func list(ctx context.Context, dir, pkg string, deps bool, env []string) (*Package, []Package, error) {
+	p, all, err := listAny(ctx, dir, pkg, deps, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.Name != "main" {
+		return nil, nil, fmt.Errorf("%s is package %s, not a main package: point kiln at the directory whose main() calls sdk.Run", pkg, p.Name)
+	}
+	return p, all, nil
+}
+
+func listAny(ctx context.Context, dir, pkg string, deps bool, env []string) (*Package, []Package, error) {
 	if pkg == "" {
 		pkg = "."
 	}
-	args := []string{"list", "-json"}
+	// Only the fields Package holds: the full -json costs go list three
+	// times as much.
+	const fields = "-json=ImportPath,Dir,Name,Module,GoFiles,CgoFiles,Standard,DepOnly"
+	args := []string{"list", fields}
 	if deps {
-		args = []string{"list", "-deps", "-tags", ImageTag, "-json=ImportPath,Dir,Name,Module,CgoFiles,Standard,DepOnly"}
+		args = []string{"list", "-deps", "-tags", ImageTag, fields}
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, "--", pkg)...)
 	cmd.Dir = dir
@@ -82,9 +105,6 @@ func list(ctx context.Context, dir, pkg string, deps bool, env []string) (*Packa
 		return nil, nil, fmt.Errorf("%s names %d packages: give kiln one main package", pkg, len(all)-countDeps(all))
 	}
 	p := all[i]
-	if p.Name != "main" {
-		return nil, nil, fmt.Errorf("%s is package %s, not a main package: point kiln at the directory whose main() calls sdk.Run", pkg, p.Name)
-	}
 	return &p, all, nil
 }
 
@@ -130,6 +150,10 @@ type CompileOptions struct {
 	GOOS, GOARCH string
 	// Env is added to the go command's environment, e.g. GOARM=7.
 	Env []string
+	// Overlay is a go build -overlay file: source files added or replaced
+	// without touching the tree, such as the main package kiln generates
+	// for an annotated package. "" means none.
+	Overlay string
 	// Log receives go build's standard output and kiln's notes; nil means
 	// os.Stderr.
 	Log io.Writer
@@ -140,6 +164,16 @@ func (o CompileOptions) log() io.Writer {
 		return os.Stderr
 	}
 	return o.Log
+}
+
+// OverlayEnv is the go command environment that applies the overlay file
+// path, beside the user's own GOFLAGS; none when path is "". Through
+// GOFLAGS, go list sees the overlay as go build does.
+func OverlayEnv(path string) []string {
+	if path == "" {
+		return nil
+	}
+	return []string{"GOFLAGS=" + strings.TrimSpace(os.Getenv("GOFLAGS")+" -overlay="+path)}
 }
 
 // ImageTag is the build tag that leaves the driver out of a binary.
@@ -187,6 +221,7 @@ func compile(ctx context.Context, pkg string, o CompileOptions, buildvcs string,
 		env = append(env, "GOARCH="+o.GOARCH)
 	}
 	env = append(env, o.Env...)
+	env = append(env, OverlayEnv(o.Overlay)...)
 	args = append(args, "--", pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = o.Dir
@@ -226,4 +261,27 @@ func (b *notifyBuffer) errors() string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// WriteOverlay writes files, keyed by the path go build should see each
+// at, under dir, and beside them the -overlay file that maps them there;
+// it returns the overlay file's path, for CompileOptions.Overlay. The tree
+// those paths name is not touched.
+func WriteOverlay(dir string, files map[string][]byte) (string, error) {
+	replace := map[string]string{}
+	i := 0
+	for _, at := range slices.Sorted(maps.Keys(files)) {
+		i++
+		real := filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(at)))
+		if err := os.WriteFile(real, files[at], 0o644); err != nil {
+			return "", err
+		}
+		replace[at] = real
+	}
+	b, err := json.Marshal(map[string]any{"Replace": replace})
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "overlay.json")
+	return path, os.WriteFile(path, b, 0o644)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/internal/golden"
 	"github.com/kiln-dev/kiln/internal/testbin"
+	"github.com/kiln-dev/kiln/internal/testbin/generated"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -48,6 +49,12 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		bins[name] = bin
+		// The annotated twin, built the way kiln builds it.
+		if bin, err = generated.Build(dir, "./examples/annotated/"+name); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		bins["annotated/"+name] = bin
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -127,6 +134,13 @@ func process(t *testing.T, d *local.Deployment, name string) local.Process {
 	return local.Process{}
 }
 
+// forms runs test on the SDK form of an example and on its annotated twin.
+func forms(t *testing.T, name string, test func(t *testing.T, name string)) {
+	for _, n := range []string{name, "annotated/" + name} {
+		t.Run(n, func(t *testing.T) { test(t, n) })
+	}
+}
+
 func TestDescribeMatchesGolden(t *testing.T) {
 	for name, bin := range bins {
 		t.Run(name, func(t *testing.T) {
@@ -136,49 +150,52 @@ func TestDescribeMatchesGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden.Check(t, name+".json", got)
+			// An annotated twin describes itself as its SDK form does.
+			golden.Check(t, strings.TrimPrefix(name, "annotated/")+".json", got)
 		})
 	}
 }
 
 func TestKVSameKeySameShard(t *testing.T) {
-	_, url := deploy(t, "kv")
-	const keys = 1000
-	shardOf := map[string]string{}
-	perShard := map[string]int{}
-	for i := range keys {
-		key := fmt.Sprintf("user-%d", i)
-		resp, _ := do(t, "PUT", url+"/kv/"+key, "value-"+key)
-		if resp.StatusCode != http.StatusNoContent {
-			t.Fatalf("PUT %s: %d", key, resp.StatusCode)
+	forms(t, "kv", func(t *testing.T, form string) {
+		_, url := deploy(t, form)
+		const keys = 1000
+		shardOf := map[string]string{}
+		perShard := map[string]int{}
+		for i := range keys {
+			key := fmt.Sprintf("user-%d", i)
+			resp, _ := do(t, "PUT", url+"/kv/"+key, "value-"+key)
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("PUT %s: %d", key, resp.StatusCode)
+			}
+			shardOf[key] = resp.Header.Get(patterns.HeaderBackend)
+			perShard[shardOf[key]]++
 		}
-		shardOf[key] = resp.Header.Get(patterns.HeaderBackend)
-		perShard[shardOf[key]]++
-	}
-	for i := range keys {
-		key := fmt.Sprintf("user-%d", i)
-		resp, body := do(t, "GET", url+"/kv/"+key, "")
-		if resp.StatusCode != 200 || body != "value-"+key {
-			t.Fatalf("GET %s = %d %q: the key did not come back from the shard it was stored on", key, resp.StatusCode, body)
+		for i := range keys {
+			key := fmt.Sprintf("user-%d", i)
+			resp, body := do(t, "GET", url+"/kv/"+key, "")
+			if resp.StatusCode != 200 || body != "value-"+key {
+				t.Fatalf("GET %s = %d %q: the key did not come back from the shard it was stored on", key, resp.StatusCode, body)
+			}
+			if got := resp.Header.Get(patterns.HeaderBackend); got != shardOf[key] {
+				t.Fatalf("%s: stored on %s, read from %s", key, shardOf[key], got)
+			}
 		}
-		if got := resp.Header.Get(patterns.HeaderBackend); got != shardOf[key] {
-			t.Fatalf("%s: stored on %s, read from %s", key, shardOf[key], got)
+		if len(perShard) != 3 {
+			t.Fatalf("keys reached only %v", perShard)
 		}
-	}
-	if len(perShard) != 3 {
-		t.Fatalf("keys reached only %v", perShard)
-	}
-	for shard, n := range perShard {
-		if n < keys/10 {
-			t.Errorf("%s got only %d of %d keys", shard, n, keys)
+		for shard, n := range perShard {
+			if n < keys/10 {
+				t.Errorf("%s got only %d of %d keys", shard, n, keys)
+			}
 		}
-	}
-	if resp, _ := do(t, "GET", url+"/kv/never-stored", ""); resp.StatusCode != 404 {
-		t.Errorf("absent key: %d, want 404", resp.StatusCode)
-	}
-	if resp, body := do(t, "GET", url+"/kv", ""); resp.StatusCode != 400 || !strings.Contains(body, "path segment 2") {
-		t.Errorf("no key: %d %q, want 400 naming the key rule", resp.StatusCode, body)
-	}
+		if resp, _ := do(t, "GET", url+"/kv/never-stored", ""); resp.StatusCode != 404 {
+			t.Errorf("absent key: %d, want 404", resp.StatusCode)
+		}
+		if resp, body := do(t, "GET", url+"/kv", ""); resp.StatusCode != 400 || !strings.Contains(body, "path segment 2") {
+			t.Errorf("no key: %d %q, want 400 naming the key rule", resp.StatusCode, body)
+		}
+	})
 }
 
 func TestKVReshardingMovesFewKeys(t *testing.T) {
@@ -219,44 +236,46 @@ func words(t *testing.T, body string) []string {
 }
 
 func TestSearchGathersEveryLeafAndSurvivesAHungLeaf(t *testing.T) {
-	d, url := deploy(t, "search")
-	// A single leaf of one holds the whole list: the reference answer.
-	ref := map[string][]string{}
-	for _, q := range []string{"", "b", "s", "zz"} {
-		ref[q] = leafSearch(t, q, 0, 1)
-	}
-	for q, want := range ref {
-		resp, body := do(t, "GET", url+"/search?q="+q, "")
-		if got := words(t, body); !slices.Equal(got, want) {
-			t.Fatalf("q=%q: got %v\nwant %v", q, got, want)
+	forms(t, "search", func(t *testing.T, form string) {
+		d, url := deploy(t, form)
+		// A single leaf of one holds the whole list: the reference answer.
+		ref := map[string][]string{}
+		for _, q := range []string{"", "b", "s", "zz"} {
+			ref[q] = leafSearch(t, q, 0, 1)
 		}
-		if b := resp.Header.Get(patterns.HeaderBackend); b != "leaf-0,leaf-1,leaf-2,leaf-3" {
-			t.Fatalf("q=%q answered by %q", q, b)
+		for q, want := range ref {
+			resp, body := do(t, "GET", url+"/search?q="+q, "")
+			if got := words(t, body); !slices.Equal(got, want) {
+				t.Fatalf("q=%q: got %v\nwant %v", q, got, want)
+			}
+			if b := resp.Header.Get(patterns.HeaderBackend); b != "leaf-0,leaf-1,leaf-2,leaf-3" {
+				t.Fatalf("q=%q answered by %q", q, b)
+			}
 		}
-	}
 
-	// Freeze leaf 2: to the root it is a leaf that stopped answering.
-	leaf := process(t, d, "search/leaf-2")
-	if err := syscall.Kill(leaf.PID, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(leaf.PID, syscall.SIGCONT)
-	timeout := describe(t, bins["search"]).Services[0].Scatter.Timeout.D()
-	start := time.Now()
-	resp, body := do(t, "GET", url+"/search?q=", "")
-	took := time.Since(start)
-	if resp.StatusCode != 200 || resp.Header.Get(patterns.HeaderMissing) != "leaf-2" {
-		t.Fatalf("with leaf-2 hung: %d, %s=%q; want 200 naming leaf-2", resp.StatusCode, patterns.HeaderMissing, resp.Header.Get(patterns.HeaderMissing))
-	}
-	if took > timeout+time.Second {
-		t.Fatalf("partial answer took %s; the leaf timeout is %s", took, timeout)
-	}
-	leaf2 := leafSearch(t, "", 2, 4)
-	want := slices.DeleteFunc(slices.Clone(ref[""]), func(w string) bool { return slices.Contains(leaf2, w) })
-	if got := words(t, body); !slices.Equal(got, want) {
-		t.Fatalf("partial answer %v; want every word but leaf-2's %v", got, leaf2)
-	}
-	t.Logf("partial answer naming leaf-2 after %s (timeout %s)", took, timeout)
+		// Freeze leaf 2: to the root it is a leaf that stopped answering.
+		leaf := process(t, d, "search/leaf-2")
+		if err := syscall.Kill(leaf.PID, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Kill(leaf.PID, syscall.SIGCONT)
+		timeout := describe(t, bins["search"]).Services[0].Scatter.Timeout.D()
+		start := time.Now()
+		resp, body := do(t, "GET", url+"/search?q=", "")
+		took := time.Since(start)
+		if resp.StatusCode != 200 || resp.Header.Get(patterns.HeaderMissing) != "leaf-2" {
+			t.Fatalf("with leaf-2 hung: %d, %s=%q; want 200 naming leaf-2", resp.StatusCode, patterns.HeaderMissing, resp.Header.Get(patterns.HeaderMissing))
+		}
+		if took > timeout+time.Second {
+			t.Fatalf("partial answer took %s; the leaf timeout is %s", took, timeout)
+		}
+		leaf2 := leafSearch(t, "", 2, 4)
+		want := slices.DeleteFunc(slices.Clone(ref[""]), func(w string) bool { return slices.Contains(leaf2, w) })
+		if got := words(t, body); !slices.Equal(got, want) {
+			t.Fatalf("partial answer %v; want every word but leaf-2's %v", got, leaf2)
+		}
+		t.Logf("partial answer naming leaf-2 after %s (timeout %s)", took, timeout)
+	})
 }
 
 // leafSearch asks a search leaf started on its own as leaf index of count.
@@ -294,40 +313,44 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestHelloRoundRobin(t *testing.T) {
-	_, url := deploy(t, "hello")
-	count := map[string]int{}
-	for range 9 {
-		resp, body := do(t, "GET", url+"/?name=kiln", "")
-		backend := resp.Header.Get(patterns.HeaderBackend)
-		if want := fmt.Sprintf("hello, kiln, from replica %s\n", strings.TrimPrefix(backend, "replica-")); body != want {
-			t.Fatalf("%s answered %q, want %q", backend, body, want)
+	forms(t, "hello", func(t *testing.T, form string) {
+		_, url := deploy(t, form)
+		count := map[string]int{}
+		for range 9 {
+			resp, body := do(t, "GET", url+"/?name=kiln", "")
+			backend := resp.Header.Get(patterns.HeaderBackend)
+			if want := fmt.Sprintf("hello, kiln, from replica %s\n", strings.TrimPrefix(backend, "replica-")); body != want {
+				t.Fatalf("%s answered %q, want %q", backend, body, want)
+			}
+			count[backend]++
 		}
-		count[backend]++
-	}
-	if len(count) != 3 || count["replica-0"] != 3 || count["replica-1"] != 3 || count["replica-2"] != 3 {
-		t.Fatalf("9 requests spread as %v; want 3 per replica", count)
-	}
+		if len(count) != 3 || count["replica-0"] != 3 || count["replica-1"] != 3 || count["replica-2"] != 3 {
+			t.Fatalf("9 requests spread as %v; want 3 per replica", count)
+		}
+	})
 }
 
 func TestSpreadUsesEveryReplica(t *testing.T) {
-	_, url := deploy(t, "spread")
-	var mu sync.Mutex
-	count := map[string]int{}
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range 10 {
-				resp, _ := do(t, "GET", url+"/?ms=20", "")
-				mu.Lock()
-				count[resp.Header.Get(patterns.HeaderBackend)]++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if len(count) != 4 {
-		t.Fatalf("80 concurrent requests reached only %v", count)
-	}
+	forms(t, "spread", func(t *testing.T, form string) {
+		_, url := deploy(t, form)
+		var mu sync.Mutex
+		count := map[string]int{}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 10 {
+					resp, _ := do(t, "GET", url+"/?ms=20", "")
+					mu.Lock()
+					count[resp.Header.Get(patterns.HeaderBackend)]++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(count) != 4 {
+			t.Fatalf("80 concurrent requests reached only %v", count)
+		}
+	})
 }
 
 func TestCrashedLeafIsRestarted(t *testing.T) {

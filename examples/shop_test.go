@@ -36,79 +36,83 @@ func productNames(t *testing.T, body string) []string {
 }
 
 func TestShopCartThroughWebLandsOnOneShard(t *testing.T) {
-	d, web := deploy(t, "shop")
-	if got := d.Endpoints().Names(); !slices.Equal(got, []string{"web", "carts", "catalog"}) {
-		t.Fatalf("endpoints %v; want web, carts, catalog in the app's order", got)
-	}
-	shards := map[string]int{}
-	for i := range 30 {
-		user := fmt.Sprintf("user-%d", i)
-		cart := fmt.Sprintf(`["tea","mug-%d"]`, i)
-		resp, body := do(t, "PUT", web+"/cart/"+user, cart)
-		if resp.StatusCode != http.StatusNoContent {
-			t.Fatalf("PUT /cart/%s through web = %d %q, want 204", user, resp.StatusCode, body)
+	forms(t, "shop", func(t *testing.T, form string) {
+		d, web := deploy(t, form)
+		if got := d.Endpoints().Names(); !slices.Equal(got, []string{"web", "carts", "catalog"}) {
+			t.Fatalf("endpoints %v; want web, carts, catalog in the app's order", got)
 		}
-		shard := resp.Header.Get("Shop-Cart-Shard")
-		shards[shard]++
-		resp, body = do(t, "GET", web+"/cart/"+user, "")
-		if resp.StatusCode != 200 || strings.TrimSpace(body) != cart {
-			t.Fatalf("GET /cart/%s through web = %d %q, want %s", user, resp.StatusCode, body, cart)
-		}
-		if got := resp.Header.Get("Shop-Cart-Shard"); got != shard {
-			t.Fatalf("%s: stored on %s, read from %s", user, shard, got)
-		}
-		// Exactly one shard holds it: the one web named.
-		var holders []string
-		for j := range 3 {
-			p := process(t, d, fmt.Sprintf("carts/shard-%d", j))
-			if resp, _ := do(t, "GET", "http://"+p.Addr+"/cart/"+user, ""); resp.StatusCode == 200 {
-				holders = append(holders, fmt.Sprintf("shard-%d", j))
+		shards := map[string]int{}
+		for i := range 30 {
+			user := fmt.Sprintf("user-%d", i)
+			cart := fmt.Sprintf(`["tea","mug-%d"]`, i)
+			resp, body := do(t, "PUT", web+"/cart/"+user, cart)
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("PUT /cart/%s through web = %d %q, want 204", user, resp.StatusCode, body)
+			}
+			shard := resp.Header.Get("Shop-Cart-Shard")
+			shards[shard]++
+			resp, body = do(t, "GET", web+"/cart/"+user, "")
+			if resp.StatusCode != 200 || strings.TrimSpace(body) != cart {
+				t.Fatalf("GET /cart/%s through web = %d %q, want %s", user, resp.StatusCode, body, cart)
+			}
+			if got := resp.Header.Get("Shop-Cart-Shard"); got != shard {
+				t.Fatalf("%s: stored on %s, read from %s", user, shard, got)
+			}
+			// Exactly one shard holds it: the one web named.
+			var holders []string
+			for j := range 3 {
+				p := process(t, d, fmt.Sprintf("carts/shard-%d", j))
+				if resp, _ := do(t, "GET", "http://"+p.Addr+"/cart/"+user, ""); resp.StatusCode == 200 {
+					holders = append(holders, fmt.Sprintf("shard-%d", j))
+				}
+			}
+			if !slices.Equal(holders, []string{shard}) {
+				t.Fatalf("%s is held by %v; want only %s", user, holders, shard)
 			}
 		}
-		if !slices.Equal(holders, []string{shard}) {
-			t.Fatalf("%s is held by %v; want only %s", user, holders, shard)
+		if len(shards) != 3 {
+			t.Fatalf("30 carts landed on %v; want all 3 shards used", shards)
 		}
-	}
-	if len(shards) != 3 {
-		t.Fatalf("30 carts landed on %v; want all 3 shards used", shards)
-	}
-	if resp, _ := do(t, "GET", web+"/cart/nobody", ""); resp.StatusCode != 404 {
-		t.Fatalf("GET of a cart never stored = %d, want carts' 404 passed on", resp.StatusCode)
-	}
+		if resp, _ := do(t, "GET", web+"/cart/nobody", ""); resp.StatusCode != 404 {
+			t.Fatalf("GET of a cart never stored = %d, want carts' 404 passed on", resp.StatusCode)
+		}
+	})
 }
 
 func TestShopSearchThroughWebGathersEveryLeafAndNamesAStoppedOne(t *testing.T) {
-	d, web := deploy(t, "shop")
-	resp, body := do(t, "GET", web+"/find?q=tea", "")
-	want := []string{"black tea", "green tea", "tea towel", "teapot"}
-	if got := productNames(t, body); resp.StatusCode != 200 || !slices.Equal(got, want) {
-		t.Fatalf("find?q=tea through web = %d %v, want 200 %v", resp.StatusCode, got, want)
-	}
-	if m := resp.Header.Get(patterns.HeaderMissing); m != "" {
-		t.Fatalf("every leaf up, yet %s = %q", patterns.HeaderMissing, m)
-	}
-	resp, body = do(t, "GET", web+"/find?q=", "")
-	all := productNames(t, body)
-	if len(all) != 16 {
-		t.Fatalf("find?q= gathered %d products, want all 16 from 4 leaves: %v", len(all), all)
-	}
+	forms(t, "shop", func(t *testing.T, form string) {
+		d, web := deploy(t, form)
+		resp, body := do(t, "GET", web+"/find?q=tea", "")
+		want := []string{"black tea", "green tea", "tea towel", "teapot"}
+		if got := productNames(t, body); resp.StatusCode != 200 || !slices.Equal(got, want) {
+			t.Fatalf("find?q=tea through web = %d %v, want 200 %v", resp.StatusCode, got, want)
+		}
+		if m := resp.Header.Get(patterns.HeaderMissing); m != "" {
+			t.Fatalf("every leaf up, yet %s = %q", patterns.HeaderMissing, m)
+		}
+		resp, body = do(t, "GET", web+"/find?q=", "")
+		all := productNames(t, body)
+		if len(all) != 16 {
+			t.Fatalf("find?q= gathered %d products, want all 16 from 4 leaves: %v", len(all), all)
+		}
 
-	// Stop leaf 1: the catalog root leaves it out, and web says so.
-	leaf := process(t, d, "catalog/leaf-1")
-	leafDirect := productNames(t, func() string { _, b := do(t, "GET", "http://"+leaf.Addr+"/find?q=", ""); return b }())
-	if err := syscall.Kill(leaf.PID, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(leaf.PID, syscall.SIGCONT)
-	resp, body = do(t, "GET", web+"/find?q=", "")
-	if resp.StatusCode != 200 || resp.Header.Get(patterns.HeaderMissing) != "leaf-1" {
-		t.Fatalf("with catalog leaf-1 stopped: %d, %s = %q; want 200 naming leaf-1", resp.StatusCode, patterns.HeaderMissing, resp.Header.Get(patterns.HeaderMissing))
-	}
-	partial := productNames(t, body)
-	wantPartial := slices.DeleteFunc(slices.Clone(all), func(n string) bool { return slices.Contains(leafDirect, n) })
-	if !slices.Equal(partial, wantPartial) || len(leafDirect) != 4 {
-		t.Fatalf("partial answer %v; want every product but leaf-1's %v", partial, leafDirect)
-	}
+		// Stop leaf 1: the catalog root leaves it out, and web says so.
+		leaf := process(t, d, "catalog/leaf-1")
+		leafDirect := productNames(t, func() string { _, b := do(t, "GET", "http://"+leaf.Addr+"/find?q=", ""); return b }())
+		if err := syscall.Kill(leaf.PID, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Kill(leaf.PID, syscall.SIGCONT)
+		resp, body = do(t, "GET", web+"/find?q=", "")
+		if resp.StatusCode != 200 || resp.Header.Get(patterns.HeaderMissing) != "leaf-1" {
+			t.Fatalf("with catalog leaf-1 stopped: %d, %s = %q; want 200 naming leaf-1", resp.StatusCode, patterns.HeaderMissing, resp.Header.Get(patterns.HeaderMissing))
+		}
+		partial := productNames(t, body)
+		wantPartial := slices.DeleteFunc(slices.Clone(all), func(n string) bool { return slices.Contains(leafDirect, n) })
+		if !slices.Equal(partial, wantPartial) || len(leafDirect) != 4 {
+			t.Fatalf("partial answer %v; want every product but leaf-1's %v", partial, leafDirect)
+		}
+	})
 }
 
 func TestShopDriverBringsUpEveryServiceAndCtrlCStopsAll(t *testing.T) {
@@ -139,7 +143,7 @@ func TestDialOfAServiceTheAppLacksStopsTheProgram(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("shop with no catalog: %v\n%s\nwant exit status 2", err, out)
 	}
-	want := `Dial("catalog") at main.go:31: app "shop" has no such service; its services are "web", "carts"`
+	want := `Dial("catalog") at main.go:26: app "shop" has no such service; its services are "web", "carts"`
 	if !strings.Contains(string(out), want) {
 		t.Fatalf("output %q; want it to contain %q", out, want)
 	}

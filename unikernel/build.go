@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kiln-dev/kiln/builder"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -68,6 +69,9 @@ type Options struct {
 	// Package is the main package, "." by default, resolved in Dir.
 	Package string
 	Dir     string
+	// Overlay is a go build -overlay file (see builder.CompileOptions);
+	// "" means none.
+	Overlay string
 	// Out is the directory that receives the image; it is created.
 	Out string
 	// Kernel and Modules pick the kernel; empty finds Debian's cloud kernel.
@@ -153,7 +157,7 @@ func Build(ctx context.Context, o Options) (*Image, error) {
 		return nil, err
 	}
 	bin := filepath.Join(o.Out, binaryFileName)
-	if err := Compile(ctx, o.Dir, o.Package, bin); err != nil {
+	if err := Compile(ctx, o.Dir, o.Package, bin, o.Overlay); err != nil {
 		return nil, err
 	}
 	app := o.App
@@ -278,12 +282,13 @@ func Load(dir string) (*Image, error) {
 
 // Compile builds pkg as a static linux/amd64 binary for a microVM: trimmed,
 // stripped, without VCS stamping (so two builds match), without the driver
-// (kiln_image) and with the PID-1 init (kiln_unikernel).
-func Compile(ctx context.Context, dir, pkg, out string) error {
+// (kiln_image) and with the PID-1 init (kiln_unikernel). overlay is a go
+// build -overlay file, or "".
+func Compile(ctx context.Context, dir, pkg, out, overlay string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "-trimpath", "-buildvcs=false",
 		"-tags", compiledTags, "-ldflags", ldflags, "--", pkg)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch), builder.OverlayEnv(overlay)...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Run(); err != nil {

@@ -81,18 +81,12 @@ binaries and layer digests are cached in $KILN_CACHE (default
 			if target != nil && target.Kind == publish.Registry {
 				compression = builder.Gzip
 			}
-			programs := []*program{{pkg: pkgArg(args)}}
-			if _, ok := descriptorPath(pkgArg(args)); ok {
-				pr, err := openProject(cmd.Context(), pkgArg(args), varsOf(cmd))
-				if err != nil {
-					return err
-				}
-				defer pr.close()
-				if err := pr.compile(cmd.Context()); err != nil {
-					return err
-				}
-				programs = pr.programs
+			pr, err := openPrograms(cmd.Context(), pkgArg(args), varsOf(cmd))
+			if err != nil {
+				return err
 			}
+			defer pr.close()
+			programs := pr.programs
 			if len(programs) > 1 && target != nil && target.Kind == publish.Tarball {
 				return fmt.Errorf("--output %s: the app is built from %d programs, and a tarball holds one image; use --output oci:DIR (one layout per program), docker or registry", output, len(programs))
 			}
@@ -100,6 +94,7 @@ binaries and layer digests are cached in $KILN_CACHE (default
 			for _, p := range programs {
 				res, err := builder.Build(cmd.Context(), p.pkg, builder.Options{
 					Dir:          p.dir,
+					Overlay:      p.overlay,
 					Platforms:    plats,
 					Backend:      builder.Backend(backend),
 					BuildKitAddr: bkAddr,
@@ -173,10 +168,11 @@ func buildUnikernel(cmd *cobra.Command, pkg, output string, f vmFlags) error {
 		defer os.RemoveAll(tmp)
 		out = tmp
 	}
-	o, err := f.unikernelOptions(cmd, pkg, out)
+	o, done, err := f.unikernelOptions(cmd, pkg, out)
 	if err != nil {
 		return err
 	}
+	defer done()
 	im, err := unikernel.Build(cmd.Context(), o)
 	if err != nil {
 		return err

@@ -163,7 +163,7 @@ func buildAndPush(cmd *cobra.Command, pr *project, repo string) (map[string]stri
 	images := map[string]string{}
 	for _, p := range pr.programs {
 		res, err := builder.Build(cmd.Context(), p.pkg, builder.Options{
-			Dir: p.dir, Created: created, Compression: builder.Gzip, CacheDir: os.Getenv("KILN_CACHE"), Progress: cmd.ErrOrStderr(),
+			Dir: p.dir, Overlay: p.overlay, Created: created, Compression: builder.Gzip, CacheDir: os.Getenv("KILN_CACHE"), Progress: cmd.ErrOrStderr(),
 		})
 		if err != nil {
 			return nil, err

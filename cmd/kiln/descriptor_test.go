@@ -26,16 +26,7 @@ func TestDescriptorDescribesWhatTheProgramDeclares(t *testing.T) {
 	run := kiln(t)
 	for _, name := range []string{"hello", "kv", "search", "spread", "shop"} {
 		t.Run(name, func(t *testing.T) {
-			bin, err := testbin.Build(t.TempDir(), "./examples/"+name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(bin)
-			cmd.Env = append(os.Environ(), "KILN_ROLE=describe")
-			program, err := cmd.Output()
-			if err != nil {
-				t.Fatal(err)
-			}
+			program := programSpec(t, "./examples/"+name)
 			descriptor, err := run("describe", "./examples/"+name+"/kiln.hcl").Output()
 			if err != nil {
 				t.Fatal(err)
@@ -256,6 +247,23 @@ func TestDeployAnAppOfTwoPrograms(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "kiln: notes is down") {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
+}
+
+// programSpec builds the main package pkg and returns what it prints of
+// itself with KILN_ROLE=describe.
+func programSpec(t *testing.T, pkg string) []byte {
+	t.Helper()
+	bin, err := testbin.Build(t.TempDir(), pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "KILN_ROLE=describe")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s with KILN_ROLE=describe: %v", pkg, err)
+	}
+	return out
 }
 
 // testWriter sends a process's output to the test log.

@@ -33,15 +33,17 @@ func newRoot() *cobra.Command {
 		Short: "Compile Go programs into distributed systems",
 		Long: `kiln runs an app of one or more services, each following a pattern (simple,
 shard, scatter/gather, spread), as every pattern's whole topology: routers,
-leaves and replicas. The app is declared in Go with kiln's SDK, or in a
-kiln.hcl descriptor that names each service's main package; every command
-takes either. The default target runs everything as local processes, with
-no daemon.`,
+leaves and replicas. The app is declared in Go with kiln's SDK (a main
+package), with //kiln:service annotations on the functions that make its
+handlers (a package with no main: kiln generates it), or in a kiln.hcl
+descriptor that names each service's package; every command takes any of
+the three. The default target runs everything as local processes, with no
+daemon.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	var vars varFlags
 	vars.add(root)
-	root.AddCommand(newRunCmd(), newDescribeCmd(), newValidateCmd(), newBuildCmd(), newRenderCmd(), newDeployCmd(), newDownCmd(), newVMCmd())
+	root.AddCommand(newRunCmd(), newDescribeCmd(), newValidateCmd(), newBuildCmd(), newRenderCmd(), newDeployCmd(), newDownCmd(), newVMCmd(), newEjectCmd())
 	return root
 }

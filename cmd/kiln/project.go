@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-dev/kiln/builder"
 	"github.com/kiln-dev/kiln/sdk"
 	"github.com/kiln-dev/kiln/spec"
+	"github.com/kiln-dev/kiln/spec/annotations"
 	kilnhcl "github.com/kiln-dev/kiln/spec/hcl"
 )
 
@@ -62,21 +63,32 @@ type program struct {
 	dir, pkg string   // what builder takes: the package pkg, resolved in dir
 	services []string // in app order
 	bin      string   // once compiled
+
+	prepared bool
+	// For an annotated package: the annotations, and the overlay through
+	// which go build sees the main package kiln generates for it (pkg then
+	// names that main package, which exists only in the overlay).
+	gen        *annotations.Package
+	overlay    string
+	importPath string
+	srcDir     string // the annotated package's directory, for messages
 }
 
 // name is how messages name the program: its path as the user wrote it.
 func (p *program) name() string {
-	if p.dir == "" {
+	dir := p.dir
+	if p.srcDir != "" {
+		dir = p.srcDir
+	}
+	if dir == "" {
 		return p.pkg
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return p.dir
-	}
-	if rel, err := filepath.Rel(wd, p.dir); err == nil && !strings.HasPrefix(rel, "..") {
+	if rel := relPath(dir); rel == "." {
+		return rel
+	} else if rel != dir {
 		return "./" + filepath.ToSlash(rel)
 	}
-	return p.dir
+	return dir
 }
 
 // descriptorPath says whether arg names a descriptor: a path ending in
@@ -118,16 +130,29 @@ func openProject(ctx context.Context, arg string, vars varFlags) (*project, erro
 	pr := &project{arg: arg}
 	path, ok := descriptorPath(arg)
 	if !ok {
-		pr.programs = []*program{{pkg: arg}}
-		bin, app, err := compileProgram(ctx, pr.programs[0], false)
-		if err != nil {
+		p := &program{pkg: arg}
+		pr.programs = []*program{p}
+		if err := pr.prepare(ctx, p); err != nil {
+			pr.close()
 			return nil, err
 		}
-		pr.programs[0].bin = bin
-		pr.tmp = append(pr.tmp, filepath.Dir(bin))
+		var app *spec.App
+		if p.gen != nil {
+			app = p.gen.App
+		} else {
+			// A main package says what it declares only when asked.
+			bin, code, err := compileProgram(ctx, p)
+			if err != nil {
+				pr.close()
+				return nil, err
+			}
+			p.bin = bin
+			pr.tmp = append(pr.tmp, filepath.Dir(bin))
+			app = code
+		}
 		pr.app = app
 		for _, s := range app.Services {
-			pr.programs[0].services = append(pr.programs[0].services, s.Name)
+			p.services = append(p.services, s.Name)
 		}
 		return pr, nil
 	}
@@ -201,12 +226,21 @@ func (pr *project) compile(ctx context.Context) error {
 		if p.bin != "" {
 			continue
 		}
-		bin, code, err := compileProgram(ctx, p, false)
+		if err := pr.prepare(ctx, p); err != nil {
+			return err
+		}
+		bin, code, err := compileProgram(ctx, p)
 		if err != nil {
 			return err
 		}
 		pr.tmp = append(pr.tmp, filepath.Dir(bin))
 		p.bin = bin
+		if pr.file == nil {
+			if err := p.sameAsGenerated(code); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, name := range p.services {
 			diags = append(diags, pr.agree(name, code, p)...)
 		}
@@ -230,18 +264,22 @@ func (pr *project) binaries() map[string]string {
 
 // compileProgram builds p into a temporary directory and asks the binary
 // for its spec.
-func compileProgram(ctx context.Context, p *program, image bool) (string, *spec.App, error) {
-	pkg, err := builder.Load(ctx, p.dir, p.pkg)
-	if err != nil {
-		return "", nil, err
+func compileProgram(ctx context.Context, p *program) (string, *spec.App, error) {
+	name := filepath.Base(p.pkg)
+	if p.overlay == "" {
+		pkg, err := builder.Load(ctx, p.dir, p.pkg)
+		if err != nil {
+			return "", nil, err
+		}
+		name = filepath.Base(pkg.ImportPath)
 	}
 	dir, err := os.MkdirTemp("", "kiln-run-")
 	if err != nil {
 		return "", nil, err
 	}
 	// Named after the package, so ps and logs say which program runs.
-	bin := filepath.Join(dir, filepath.Base(pkg.ImportPath))
-	if err := builder.Compile(ctx, p.pkg, builder.CompileOptions{Dir: p.dir, Output: bin, Image: image}); err != nil {
+	bin := filepath.Join(dir, name)
+	if err := builder.Compile(ctx, p.pkg, builder.CompileOptions{Dir: p.dir, Output: bin, Overlay: p.overlay}); err != nil {
 		os.RemoveAll(dir)
 		return "", nil, err
 	}

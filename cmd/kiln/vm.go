@@ -38,25 +38,20 @@ func (f *vmFlags) addBoot(cmd *cobra.Command) {
 
 // unikernelOptions says what to build for arg, a main package or a
 // descriptor of an app built from one program.
-func (f *vmFlags) unikernelOptions(cmd *cobra.Command, arg, out string) (unikernel.Options, error) {
-	o := unikernel.Options{Package: arg, Out: out, Kernel: f.kernel, Modules: f.modules, Gzip: f.gzip}
-	if _, ok := descriptorPath(arg); !ok {
-		return o, nil
-	}
-	pr, err := openProject(cmd.Context(), arg, varsOf(cmd))
+func (f *vmFlags) unikernelOptions(cmd *cobra.Command, arg, out string) (o unikernel.Options, done func(), err error) {
+	o = unikernel.Options{Package: arg, Out: out, Kernel: f.kernel, Modules: f.modules, Gzip: f.gzip}
+	pr, err := openPrograms(cmd.Context(), arg, varsOf(cmd))
 	if err != nil {
-		return o, err
+		return o, nil, err
 	}
-	defer pr.close()
 	p, err := pr.single("the microVM target")
 	if err != nil {
-		return o, err
+		pr.close()
+		return o, nil, err
 	}
-	if err := pr.compile(cmd.Context()); err != nil {
-		return o, err
-	}
-	o.Package, o.Dir, o.App = p.pkg, p.dir, pr.app
-	return o, nil
+	// done removes the overlay, which the caller's build reads.
+	o.Package, o.Dir, o.Overlay, o.App = p.pkg, p.dir, p.overlay, pr.app
+	return o, pr.close, nil
 }
 
 func (f *vmFlags) boot(port int) unikernel.BootOptions {
@@ -96,10 +91,11 @@ kernel lacks), cmdline and manifest.json.`,
 			if out == "" {
 				return fmt.Errorf("--out DIR is required")
 			}
-			o, err := f.unikernelOptions(cmd, pkgArg(args), out)
+			o, done, err := f.unikernelOptions(cmd, pkgArg(args), out)
 			if err != nil {
 				return err
 			}
+			defer done()
 			im, err := unikernel.Build(cmd.Context(), o)
 			if err != nil {
 				return err
@@ -170,10 +166,11 @@ func runVM(cmd *cobra.Command, arg string, f vmFlags, port int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	o, err := f.unikernelOptions(cmd, arg, dir)
+	o, done, err := f.unikernelOptions(cmd, arg, dir)
 	if err != nil {
 		return err
 	}
+	defer done()
 	im, err := unikernel.Build(cmd.Context(), o)
 	if err != nil {
 		return err
@@ -225,10 +222,11 @@ by digest; --kernel-image REF names one pushed earlier.`,
 					return derr
 				}
 				defer os.RemoveAll(dir)
-				o, oerr := f.unikernelOptions(cmd, pkgArg(args), dir)
+				o, done, oerr := f.unikernelOptions(cmd, pkgArg(args), dir)
 				if oerr != nil {
 					return oerr
 				}
+				defer done()
 				im, err = unikernel.Build(cmd.Context(), o)
 			}
 			if err != nil {

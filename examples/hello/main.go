@@ -1,25 +1,17 @@
 // Command hello is the simple pattern: three identical replicas behind one
-// round-robin entry point.
+// round-robin entry point. The handler is package examples/annotated/hello's,
+// which declares the same service with a //kiln: annotation instead.
 package main
 
 import (
-	"fmt"
-	"net/http"
-
+	"github.com/kiln-dev/kiln/examples/annotated/hello"
 	"github.com/kiln-dev/kiln/sdk"
 	"github.com/kiln-dev/kiln/spec"
 )
 
 func main() {
-	self := sdk.Self()
 	sdk.Run(spec.Service{
 		Name:   "hello",
 		Simple: &spec.Simple{Replicas: 3},
-	}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := r.URL.Query().Get("name")
-		if name == "" {
-			name = "world"
-		}
-		fmt.Fprintf(w, "hello, %s, from replica %d\n", name, self.Index)
-	}))
+	}, hello.New())
 }

@@ -1,4 +1,5 @@
-// Command shop is an app of three services in one program:
+// Command shop is an app of three services in one program, declared with
+// the SDK around the handlers of package examples/annotated/shop:
 //
 //   - web (simple, 2 replicas) is what clients call. GET and PUT
 //     /cart/{user} go to carts; GET /find?q= asks catalog.
@@ -12,15 +13,9 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/url"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/kiln-dev/kiln/patterns"
+	"github.com/kiln-dev/kiln/examples/annotated/shop"
 	"github.com/kiln-dev/kiln/sdk"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -32,12 +27,11 @@ func main() {
 	app.Service(spec.Service{
 		Name:   "web",
 		Simple: &spec.Simple{Replicas: 2},
-	}, newWeb(carts, catalog))
+	}, shop.NewWeb(carts, catalog))
 	app.Service(spec.Service{
 		Name:  "carts",
 		Shard: &spec.Shard{Shards: 3, Key: spec.Key{PathSegment: 2}},
-	}, newCarts())
-	self := sdk.Self()
+	}, shop.NewCarts())
 	app.Service(spec.Service{
 		Name: "catalog",
 		Scatter: &spec.Scatter{
@@ -46,121 +40,6 @@ func main() {
 			Timeout:     spec.Duration(500 * time.Millisecond),
 			OnLeafError: spec.OnLeafErrorPartial,
 		},
-	}, newCatalog(self.Index, self.Count))
+	}, shop.NewCatalog())
 	app.Run()
-}
-
-// HeaderCartShard tells a client of web which carts shard holds the cart.
-const HeaderCartShard = "Shop-Cart-Shard"
-
-// newWeb is the front end: it forwards cart requests to carts and searches
-// to catalog, and passes on what tells the client where its answer came
-// from.
-func newWeb(carts, catalog *sdk.Conn) http.Handler {
-	mux := http.NewServeMux()
-	relay := func(w http.ResponseWriter, r *http.Request, to *sdk.Conn, path string) {
-		req, err := to.NewRequest(r.Context(), r.Method, path, r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
-		resp, err := to.Do(req)
-		if err != nil {
-			http.Error(w, to.Name()+": "+err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		if to == carts {
-			w.Header().Set(HeaderCartShard, resp.Header.Get(patterns.HeaderBackend))
-		}
-		if m := resp.Header.Get(patterns.HeaderMissing); m != "" {
-			w.Header().Set(patterns.HeaderMissing, m)
-		}
-		if ct := resp.Header.Get("Content-Type"); ct != "" {
-			w.Header().Set("Content-Type", ct)
-		}
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
-	}
-	mux.HandleFunc("GET /cart/{user}", func(w http.ResponseWriter, r *http.Request) {
-		relay(w, r, carts, "/cart/"+r.PathValue("user"))
-	})
-	mux.HandleFunc("PUT /cart/{user}", func(w http.ResponseWriter, r *http.Request) {
-		relay(w, r, carts, "/cart/"+r.PathValue("user"))
-	})
-	mux.HandleFunc("GET /find", func(w http.ResponseWriter, r *http.Request) {
-		relay(w, r, catalog, "/find?"+url.Values{"q": {r.URL.Query().Get("q")}}.Encode())
-	})
-	return mux
-}
-
-// newCarts is one shard of the cart store: each user's cart is the JSON
-// array of items last PUT.
-func newCarts() http.Handler {
-	var mu sync.Mutex
-	carts := map[string][]string{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /cart/{user}", func(w http.ResponseWriter, r *http.Request) {
-		var items []string
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&items); err != nil {
-			http.Error(w, `a cart is a JSON array of item names, like ["tea","mug"]: `+err.Error(), http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		carts[r.PathValue("user")] = items
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("GET /cart/{user}", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		items, ok := carts[r.PathValue("user")]
-		mu.Unlock()
-		if !ok {
-			http.Error(w, "no cart", http.StatusNotFound)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(items)
-	})
-	return mux
-}
-
-// Product is one entry of the catalog.
-type Product struct {
-	Name  string `json:"name"`
-	Cents int    `json:"cents"`
-}
-
-// products is the catalog; leaf i of n holds every product whose position
-// is i modulo n.
-var products = []Product{
-	{"black tea", 450}, {"green tea", 520}, {"teapot", 2900}, {"tea towel", 800},
-	{"mug", 1200}, {"espresso cup", 900}, {"milk jug", 1500}, {"kettle", 3900},
-	{"coffee beans", 1400}, {"coffee grinder", 4500}, {"filter papers", 300}, {"sugar bowl", 1100},
-	{"oat biscuits", 350}, {"honey", 700}, {"lemon cake", 1800}, {"tray", 2200},
-}
-
-// newCatalog is one leaf of the catalog: it answers the matches among its
-// share of the products, as a JSON array.
-func newCatalog(index, count int) http.Handler {
-	var mine []Product
-	for i, p := range products {
-		if i%count == index {
-			mine = append(mine, p)
-		}
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /find", func(w http.ResponseWriter, r *http.Request) {
-		q := strings.ToLower(r.URL.Query().Get("q"))
-		found := []Product{}
-		for _, p := range mine {
-			if strings.Contains(p.Name, q) {
-				found = append(found, p)
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(found)
-	})
-	return mux
 }
