@@ -37,6 +37,9 @@ func (pr *project) prepare(ctx context.Context, p *program) error {
 	}
 	fset := token.NewFileSet()
 	ap, err := annotations.ParseDir(fset, lp.Dir, lp.GoFiles)
+	if errors.Is(err, annotations.ErrNone) {
+		return fmt.Errorf("%s is package %s, with no main and no //kiln:service annotation: point kiln at a main package whose main() calls sdk.Run, or annotate the func that makes a handler (//kiln:service NAME PATTERN ...)", p.pkg, lp.Name)
+	}
 	if err != nil {
 		return annotationError(err)
 	}

@@ -91,7 +91,7 @@ func TestAnnotatedPackageErrorsPointAtTheSource(t *testing.T) {
 		t.Fatalf("run of a package that does not compile: %v; want the compiler's error at the user's file and line:\n%s", err, out)
 	}
 	out, err = run("describe", "./spec").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "package spec has no //kiln:service annotation") {
+	if err == nil || !strings.Contains(string(out), "./spec is package spec, with no main and no //kiln:service annotation") {
 		t.Fatalf("describe of a plain library: %v\n%s", err, out)
 	}
 }
@@ -114,5 +114,15 @@ func TestDescriptorBesideAnAnnotatedPackage(t *testing.T) {
 	out, err := run("render", dir, "--var", "shards=5", "--image", "counter:1").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `shard.shards of service "counter" is 5 here but 2 in`) || !strings.Contains(string(out), "kiln.hcl:12:5: Error: Descriptor and program disagree") {
 		t.Fatalf("render with 5 shards against an annotation of 2: %v\n%s", err, out)
+	}
+}
+
+func TestAnnotationsHonourBuildConstraintsAndSkipTests(t *testing.T) {
+	out, err := kiln(t)("describe", "./cmd/kiln/testdata/constraints").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"name": "only"`) || strings.Contains(string(out), "never") || strings.Contains(string(out), "fromtest") {
+		t.Fatalf("describe = %s; want service only, not the one behind //go:build never nor the one in a _test.go file", out)
 	}
 }

@@ -43,7 +43,7 @@ func TestBuildCommand(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"./spec"}, "./spec is package spec, not a main package"},
+		{[]string{"./spec"}, "./spec is package spec, with no main and no //kiln:service annotation"},
 		{[]string{"./no/such/dir"}, "./no/such/dir is not a Go package that builds"},
 		{[]string{"--platform", "windows/amd64", "./examples/kv"}, "unsupported platform windows/amd64"},
 		{[]string{"--output", "s3:bucket", "./examples/kv"}, "want oci:DIR, tar:FILE, docker or registry"},

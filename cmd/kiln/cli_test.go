@@ -58,7 +58,7 @@ func TestCLI(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"describe", "./spec"}, "package spec has no //kiln:service annotation"},
+		{[]string{"describe", "./spec"}, "./spec is package spec, with no main and no //kiln:service annotation"},
 		{[]string{"run", "./no/such/dir"}, "./no/such/dir is not a Go package that builds"},
 		{[]string{"run", "--port", "99999", "./examples/kv"}, "--port 99999: want a port number"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},

@@ -25,7 +25,9 @@ in the app's order, once every process is ready, restarts a process that
 crashes, and stops them all on Ctrl-C.
 
 A path ending in .hcl, or a directory holding kiln.hcl, is a descriptor (see
-kiln validate); anything else is a main package.`,
+kiln validate); anything else is a main package, or a package of
+//kiln:service annotations, whose main package kiln generates (see kiln
+eject).`,
 		Example: `  kiln run ./examples/kv
   kiln run ./examples/search --port 8080
   kiln run ./examples/shop/kiln.hcl --var carts=5`,
@@ -66,9 +68,10 @@ func newDescribeCmd() *cobra.Command {
 		Use:   "describe [package | kiln.hcl]",
 		Short: "Print an app's spec as JSON",
 		Long: `describe prints an app's spec in kiln's stable JSON form: the one a main
-package (default ".") declares in Go, which it builds and asks, or the one a
-kiln.hcl describes, which it reads without building anything. The same app
-gives the same bytes from either.`,
+package (default ".") declares in Go, which it builds and asks; the one the
+//kiln: annotations of a package declare, or the one a kiln.hcl describes,
+both read without building anything. The same app gives the same bytes from
+any of the three.`,
 		Example: `  kiln describe ./examples/search
   kiln describe ./examples/shop/kiln.hcl`,
 		Args: cobra.MaximumNArgs(1),

@@ -133,6 +133,11 @@ import (
 	"github.com/kiln-dev/kiln/spec"
 )
 
+// ErrNone is what ParseDir returns, wrapped, for a package without a single
+// //kiln: annotation, so that a caller that also takes main packages (or
+// other kinds) can tell that from an annotated package with mistakes.
+var ErrNone = errors.New("no //kiln: annotation")
+
 // Package is an annotated package: its app and what the generated main
 // needs.
 type Package struct {
@@ -250,6 +255,9 @@ func ParseDir(fset *token.FileSet, dir string, fileNames []string) (*Package, er
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("annotations: no Go files in %s", dir)
+	}
+	if !Has(files) {
+		return nil, fmt.Errorf("package %s: %w", files[0].Name.Name, ErrNone)
 	}
 	return Parse(fset, files)
 }

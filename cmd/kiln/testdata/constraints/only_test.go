@@ -1,0 +1,6 @@
+package constraints
+
+import "net/http"
+
+//kiln:service fromtest simple replicas=1
+func NewFromTest() http.Handler { return http.NotFoundHandler() }
