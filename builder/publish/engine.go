@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/kiln-dev/kiln/builder/internal/engine"
+	"github.com/kiln-dev/kiln/internal/engine"
 	"github.com/moby/moby/client"
 )
 

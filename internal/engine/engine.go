@@ -1,6 +1,6 @@
-// Package engine talks to a Docker engine for the builder: it connects,
-// moves images in and out as tarballs, and reads the engine's JSON message
-// streams.
+// Package engine talks to a Docker engine for the builder and the docker
+// target: it connects, moves images in and out as tarballs, and reads the
+// engine's JSON message streams.
 package engine
 
 import (
