@@ -547,3 +547,48 @@ func TestImageBinaryOnlyServesRoles(t *testing.T) {
 		t.Fatalf("output %q; want one line saying it serves roles only", out)
 	}
 }
+
+// TestProbeAndPauseModes: the binary is its own health check (images FROM
+// scratch have no curl) and its own pod holder on targets without pods.
+func TestProbeAndPauseModes(t *testing.T) {
+	addr := freeAddr(t)
+	leaf := exec.Command(bins["hello"])
+	leaf.Env = append(os.Environ(), "KILN_ROLE=replica", "KILN_SERVICE=hello", "KILN_ADDR="+addr)
+	if err := leaf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { leaf.Process.Kill(); leaf.Wait() }()
+	probe := func(url string) error { return exec.Command(bins["hello"], patterns.ProbeArg, url).Run() }
+	deadline := time.Now().Add(10 * time.Second)
+	for probe("http://"+addr+"/readyz") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the probe never saw the replica ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := probe("http://" + freeAddr(t) + "/readyz"); err == nil {
+		t.Fatal("the probe of a port nobody serves exited 0")
+	}
+
+	pause := exec.Command(bins["hello"])
+	pause.Env = append(os.Environ(), "KILN_ROLE=pause")
+	if err := pause.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- pause.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("pause exited by itself: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	pause.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("pause after SIGTERM: %v; want exit status 0", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pause did not stop on SIGTERM")
+	}
+}

@@ -12,15 +12,24 @@ import (
 // Role is what one process of a pattern does.
 type Role string
 
-// The roles of every pattern. RoleDescribe is not a workload: it asks the
-// binary to print its spec.
+// The roles of every pattern. RoleDescribe and RolePause are not workloads:
+// one asks the binary to print its spec, the other to hold a network
+// namespace.
 const (
 	RoleRouter   Role = "router"
 	RoleRoot     Role = "root"
 	RoleLeaf     Role = "leaf"
 	RoleReplica  Role = "replica"
 	RoleDescribe Role = "describe"
+	// RolePause holds a pod's network namespace, as a Kubernetes pod's
+	// infra container does, on targets without pods: it waits for SIGTERM.
+	RolePause Role = "pause"
 )
+
+// ProbeArg, followed by a URL, makes the binary probe that URL once and
+// exit 0 if it answered 200, else 1: a health check for images FROM
+// scratch, which have no curl.
+const ProbeArg = "--kiln-probe"
 
 // Environment variables through which a deployer tells the binary its role.
 const (

@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
@@ -181,6 +182,17 @@ type usageError struct{ error }
 func (u usageError) Unwrap() error { return u.error }
 
 func (a *App) run(ctx context.Context, args []string, stdout io.Writer) error {
+	// A health check or a pod's holder: neither serves the app, so neither
+	// needs its spec or its services.
+	if len(args) == 2 && args[0] == patterns.ProbeArg {
+		return probe(ctx, args[1])
+	}
+	if patterns.Role(os.Getenv(patterns.EnvRole)) == patterns.RolePause {
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		<-ctx.Done()
+		return nil
+	}
 	app, err := a.spec()
 	if err != nil {
 		return usageError{err}
@@ -286,6 +298,16 @@ func (a *App) serveRole(ctx context.Context, app *spec.App, role patterns.Role) 
 	}
 	log.Info("serving", "role", role, "service", svc.Name, "index", Self().Index, "addr", ln.Addr().String(), "pid", os.Getpid())
 	return patterns.Serve(ctx, ln, h, patterns.DefaultGrace)
+}
+
+// probe asks url once, within a second.
+func probe(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if !patterns.Ready(ctx, &http.Client{}, url) {
+		return fmt.Errorf("%s: not ready", url)
+	}
+	return nil
 }
 
 func quoted(names []string) []string {
