@@ -71,6 +71,9 @@ func (a *App) resolve(app string, services patterns.Discovery) error {
 	if len(bad) == 0 {
 		return nil
 	}
+	if len(services) == 0 {
+		return fmt.Errorf("%s: %s is empty, so this process knows no service of its app; the deployer that starts it sets it (kiln run, kiln deploy)", strings.Join(bad, ", "), patterns.EnvServices)
+	}
 	return fmt.Errorf("%s: app %q has no such service; its services are %s", strings.Join(bad, ", "), app, strings.Join(quoted(services.Names()), ", "))
 }
 
