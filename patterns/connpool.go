@@ -24,7 +24,7 @@ type connPool struct {
 
 func newConnPool() *connPool {
 	return &connPool{
-		dialer:      net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+		dialer:      net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl},
 		maxIdle:     512,
 		idleTimeout: 90 * time.Second, // as NewTransport's
 		idle:        map[string][]*backendConn{},

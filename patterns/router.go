@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -48,6 +49,10 @@ func NewTransport() *http.Transport {
 	t.MaxIdleConnsPerHost = 512
 	t.IdleConnTimeout = 90 * time.Second
 	t.ForceAttemptHTTP2 = false
+	// The dialer of DefaultTransport, and a bound on unacknowledged sends
+	// (see backendUserTimeout).
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
+	t.DialContext = d.DialContext
 	// Pass Accept-Encoding through as the client sent it: the transport
 	// neither asks backends for gzip on its own nor unzips their answers,
 	// work that changed nothing a client sees.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -129,3 +130,27 @@ func (c *sysConn) peek(fd uintptr) bool {
 	c.peekOpen = e == syscall.EAGAIN
 	return true
 }
+
+// backendUserTimeout bounds how long a backend connection may hold sent
+// data that the backend's kernel never acknowledges: a backend cut off the
+// network (a partition, a pod disconnected, a host gone) otherwise keeps a
+// kept-alive connection looking open, and a request sent on it waits for
+// ever. A backend that is slow to answer still acknowledges at once, so
+// this never cuts a slow request short.
+const backendUserTimeout = 5 * time.Second
+
+// dialControl sets TCP_USER_TIMEOUT on each backend connection (Linux).
+func dialControl(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(backendUserTimeout.Milliseconds()))
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// tcpUserTimeout is TCP_USER_TIMEOUT from linux/tcp.h, which package
+// syscall does not name.
+const tcpUserTimeout = 0x12

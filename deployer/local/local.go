@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/kiln-dev/kiln/internal/child"
+	"github.com/kiln-dev/kiln/internal/lines"
 	"github.com/kiln-dev/kiln/patterns"
 )
 
@@ -75,7 +76,7 @@ type Deployment struct {
 	opts      Options
 	procs     []*proc
 	endpoints patterns.Discovery
-	out       *syncWriter
+	out       *lines.Sync
 	log       *slog.Logger
 	stopOnce  sync.Once
 }
@@ -100,7 +101,7 @@ func Start(ctx context.Context, t *patterns.Topology, opts Options) (*Deployment
 	if opts.Grace == 0 {
 		opts.Grace = 10 * time.Second
 	}
-	d := &Deployment{opts: opts, out: &syncWriter{w: opts.Output}, log: opts.Logger}
+	d := &Deployment{opts: opts, out: &lines.Sync{W: opts.Output}, log: opts.Logger}
 	if d.log == nil {
 		d.log = slog.New(slog.NewTextHandler(opts.Output, nil))
 	}
@@ -357,7 +358,7 @@ func (p *proc) supervise(d *Deployment) {
 }
 
 func (p *proc) start(d *Deployment) (*exec.Cmd, error) {
-	out := io.MultiWriter(&prefixWriter{prefix: p.name + " | ", w: d.out}, p.tail)
+	out := io.MultiWriter(&lines.Prefix{Prefix: p.name + " | ", W: d.out}, p.tail)
 	cmd := exec.Command(d.opts.binary(p.workload.Service))
 	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = out, out
