@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-dev/kiln/internal/runas"
 )
 
 // Backend names what assembles an image around the binary.
@@ -38,7 +40,7 @@ const (
 
 // User is who the program runs as: the conventional unprivileged "nonroot"
 // user, so that images pass restricted pod security without a user database.
-const User = "65532:65532"
+const User = runas.User
 
 // Options say how to build the images of a main package.
 type Options struct {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kiln-dev/kiln/internal/runas"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -40,8 +41,8 @@ const (
 
 // Security defaults: the non-root user kiln's images run as.
 const (
-	uid = 65532
-	gid = 65532
+	uid = runas.UID
+	gid = runas.GID
 )
 
 // Defaults for containers whose spec sets no resources: a request makes
