@@ -592,3 +592,60 @@ func TestProbeAndPauseModes(t *testing.T) {
 		t.Fatal("pause did not stop on SIGTERM")
 	}
 }
+
+// TestHolderKeepsThePodSocketAcrossAProgramRestart: the pause role can hold
+// a pod's listening socket and hand it to the program, so a request made
+// while the program is down waits in the socket's queue and is answered by
+// the next program, instead of being refused.
+func TestHolderKeepsThePodSocketAcrossAProgramRestart(t *testing.T) {
+	addr := freeAddr(t)
+	from := fmt.Sprintf("@kiln-test-%d", time.Now().UnixNano())
+	env := append(os.Environ(), "KILN_ADDR="+addr, "KILN_LISTEN_FROM="+from)
+	holder := exec.Command(bins["hello"])
+	holder.Env = append(slices.Clone(env), "KILN_ROLE=pause")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	program := func() *exec.Cmd {
+		cmd := exec.Command(bins["hello"])
+		cmd.Env = append(slices.Clone(env), "KILN_ROLE=replica", "KILN_SERVICE=hello", "KILN_INDEX=4")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	first := program()
+	for deadline := time.Now().Add(10 * time.Second); !patterns.Ready(context.Background(), client, "http://"+addr+"/readyz"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the program never answered on the held socket")
+		}
+	}
+	if resp, body := do(t, "GET", "http://"+addr+"/", ""); resp.StatusCode != 200 || !strings.Contains(body, "replica 4") {
+		t.Fatalf("through the held socket: %d %q", resp.StatusCode, body)
+	}
+	first.Process.Kill()
+	first.Wait()
+	answered := make(chan string, 1)
+	go func() {
+		resp, err := client.Get("http://" + addr + "/?name=waiting")
+		if err != nil {
+			answered <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answered <- string(b)
+	}()
+	time.Sleep(300 * time.Millisecond) // the program is down
+	second := program()
+	defer func() { second.Process.Kill(); second.Wait() }()
+	select {
+	case got := <-answered:
+		if got != "hello, waiting, from replica 4\n" {
+			t.Fatalf("the request made while the program was down got %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request made while the program was down was never answered")
+	}
+}

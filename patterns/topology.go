@@ -40,6 +40,12 @@ const (
 	EnvPeers    = "KILN_PEERS"     // comma-separated backend base URLs
 	EnvAddr     = "KILN_ADDR"      // listen address, e.g. ":8080"
 	EnvListenFD = "KILN_LISTEN_FD" // an inherited listening socket
+	// EnvListenFrom names a unix socket (an abstract one, "@name", on
+	// Linux) from which a pod's holder hands over the listening socket it
+	// keeps open, so that connections made while the program restarts wait
+	// in its queue, as they do on the local target, which holds every
+	// socket itself.
+	EnvListenFrom = "KILN_LISTEN_FROM"
 	// EnvServices is service discovery: where each service of the app is
 	// reached, as name=URL pairs (see Discovery). Every process of an app
 	// gets it, so a handler reaches another service by name.

@@ -190,8 +190,7 @@ func (a *App) run(ctx context.Context, args []string, stdout io.Writer) error {
 	if patterns.Role(os.Getenv(patterns.EnvRole)) == patterns.RolePause {
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
-		<-ctx.Done()
-		return nil
+		return hold(ctx)
 	}
 	app, err := a.spec()
 	if err != nil {
@@ -333,8 +332,8 @@ func parsePeers(s string) ([]*url.URL, error) {
 	return out, nil
 }
 
-// listener is the socket a deployer handed down, or a new one on KILN_ADDR
-// or the service's port.
+// listener is the socket a deployer handed down, the one the pod's holder
+// keeps, or a new one on KILN_ADDR or the service's port.
 func listener(svc *spec.Service) (net.Listener, error) {
 	if fd := os.Getenv(patterns.EnvListenFD); fd != "" {
 		n, err := strconv.Atoi(fd)
@@ -348,6 +347,9 @@ func listener(svc *spec.Service) (net.Listener, error) {
 			return nil, fmt.Errorf("%s=%d: %w", patterns.EnvListenFD, n, err)
 		}
 		return ln, nil
+	}
+	if from := os.Getenv(patterns.EnvListenFrom); from != "" {
+		return handedListener(from)
 	}
 	addr := os.Getenv(patterns.EnvAddr)
 	if addr == "" {
