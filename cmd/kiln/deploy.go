@@ -15,15 +15,15 @@ import (
 
 // clusterFlags are kubectl's flags for finding a cluster.
 func clusterFlags(cmd *cobra.Command, o *kubernetes.ClientOptions, target *string) {
-	cmd.Flags().StringVar(target, "target", "kubernetes", "where to deploy: kubernetes")
+	cmd.Flags().StringVar(target, "target", "kubernetes", "where to deploy: kubernetes, or docker (the local Docker engine)")
 	cmd.Flags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
 	cmd.Flags().StringVar(&o.Context, "context", "", "kubeconfig context (default: the current context)")
 	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's)")
 }
 
 func checkTarget(target string) error {
-	if target != "kubernetes" {
-		return fmt.Errorf("--target %q: this command deploys to kubernetes; for local processes use kiln run", target)
+	if target != "kubernetes" && target != "docker" {
+		return fmt.Errorf("--target %q: this command deploys to kubernetes or docker; for local processes use kiln run", target)
 	}
 	return nil
 }
@@ -48,8 +48,15 @@ of its objects), and waits until every workload has rolled out. It fails
 naming the object and the reason when one does not.
 
 Without --image, it builds each main package of the app and pushes it to
---repo (to --repo/NAME for each program when the app has several).`,
+--repo (to --repo/NAME for each program when the app has several).
+
+With --target docker, the topology runs as containers on the local Docker
+engine instead (each program built and loaded into the engine unless
+--image names it) and stays up until kiln down --target docker: a second
+deploy recreates only the pods that changed and removes what the app no
+longer has.`,
 		Example: `  kiln deploy --target kubernetes ./examples/kv --image registry.example/kv:1
+  kiln deploy --target docker ./examples/shop
   kiln deploy ./examples/search --image search:dev --context kind-dev -n search
   kiln deploy ./examples/shop/kiln.hcl --repo registry.example/shop -n shop`,
 		Args: cobra.MaximumNArgs(1),
@@ -62,6 +69,9 @@ Without --image, it builds each main package of the app and pushes it to
 				return err
 			}
 			defer pr.close()
+			if target == "docker" {
+				return deployDocker(cmd, pr, images, string(builder.OCI))
+			}
 			app := pr.app
 			ro, err := parseImages(images, app)
 			if err != nil {
@@ -71,7 +81,7 @@ Without --image, it builds each main package of the app and pushes it to
 				if repo == "" || specFile != "" {
 					return fmt.Errorf("no image: pass --image REF, or --repo REPO with a package or kiln.hcl so kiln builds and pushes it")
 				}
-				if ro.Images, err = buildAndPush(cmd, pr, repo); err != nil {
+				if ro.Images, err = buildImages(cmd, pr, publish.Registry, repo, builder.OCI); err != nil {
 					return err
 				}
 			}
@@ -134,6 +144,9 @@ the main package or kiln.hcl to read its name from its spec.`,
 				pr.close()
 				name = pr.app.Name
 			}
+			if target == "docker" {
+				return downDocker(cmd, name)
+			}
 			c, err := kubernetes.Connect(co, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -152,27 +165,33 @@ the main package or kiln.hcl to read its name from its spec.`,
 	return cmd
 }
 
-// buildAndPush builds each program of pr for the host's platform and
-// pushes it: to repo when the app has one program, else to repo/NAME. It
-// returns each service's image by digest.
-func buildAndPush(cmd *cobra.Command, pr *project, repo string) (map[string]string, error) {
+// buildImages builds each program of pr for the host's platform and
+// publishes it to kind: a registry (to repo, or to repo/NAME for each
+// program when the app has several) or the Docker engine (as
+// kiln.local/NAME). It returns each service's image reference, by digest.
+func buildImages(cmd *cobra.Command, pr *project, kind publish.Kind, repo string, backend builder.Backend) (map[string]string, error) {
 	created, err := builder.SourceDateEpoch(os.Getenv("SOURCE_DATE_EPOCH"))
 	if err != nil {
 		return nil, err
 	}
+	compression := builder.Uncompressed
+	if kind == publish.Registry {
+		compression = builder.Gzip
+	}
 	images := map[string]string{}
 	for _, p := range pr.programs {
 		res, err := builder.Build(cmd.Context(), p.pkg, builder.Options{
-			Dir: p.dir, Overlay: p.overlay, Created: created, Compression: builder.Gzip, CacheDir: os.Getenv("KILN_CACHE"), Progress: cmd.ErrOrStderr(),
+			Dir: p.dir, Overlay: p.overlay, Backend: backend, Created: created, Compression: compression,
+			CacheDir: os.Getenv("KILN_CACHE"), Progress: cmd.ErrOrStderr(),
 		})
 		if err != nil {
 			return nil, err
 		}
 		to := repo
-		if len(pr.programs) > 1 {
+		if len(pr.programs) > 1 && repo != "" {
 			to = repo + "/" + strings.ToLower(res.Name)
 		}
-		pub, err := publish.Publish(cmd.Context(), res, publish.Target{Kind: publish.Registry}, publish.Options{Repo: to, Progress: cmd.ErrOrStderr()})
+		pub, err := publish.Publish(cmd.Context(), res, publish.Target{Kind: kind}, publish.Options{Repo: to, Progress: cmd.ErrOrStderr()})
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/kiln-dev/kiln/builder"
 	"github.com/kiln-dev/kiln/deployer/kubernetes"
 	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/patterns"
@@ -14,7 +15,7 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var port int
-	var target string
+	var target, backend string
 	cmd := &cobra.Command{
 		Use:   "run [package | kiln.hcl]",
 		Short: "Build an app and run its whole topology on this machine",
@@ -40,8 +41,10 @@ eject).`,
 			case "local":
 			case "vm":
 				return runVM(cmd, pkgArg(args), vmFlags{}, port)
+			case "docker":
+				return runDocker(cmd, args, port, backend)
 			default:
-				return fmt.Errorf("--target %q: use local or vm", target)
+				return fmt.Errorf("--target %q: use local, docker or vm", target)
 			}
 			pr, err := openProject(cmd.Context(), pkgArg(args), varsOf(cmd))
 			if err != nil {
@@ -59,7 +62,8 @@ eject).`,
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "entry port of the first service on 127.0.0.1 (default: a free port)")
-	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes) or vm (a QEMU microVM, see kiln vm)")
+	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes), docker (containers on the Docker engine, pods sharing a network namespace) or vm (a QEMU microVM, see kiln vm)")
+	cmd.Flags().StringVar(&backend, "builder", string(builder.OCI), "with --target docker: how images are built, oci (in process, then loaded) or docker (the engine's build)")
 	return cmd
 }
 
