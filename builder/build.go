@@ -76,6 +76,19 @@ type Options struct {
 	Progress io.Writer
 }
 
+// DefaultCacheDir is where kiln keeps what it builds between runs:
+// $KILN_CACHE, else kiln under the user's cache directory.
+func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("KILN_CACHE"); d != "" {
+		return d, nil
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("finding a cache directory: %w (set KILN_CACHE)", err)
+	}
+	return filepath.Join(dir, "kiln"), nil
+}
+
 // Result is what Build made.
 type Result struct {
 	// Name is the program's name: the binary's, at /Name in the image.
@@ -151,11 +164,11 @@ func Build(ctx context.Context, pkg string, o Options) (*Result, error) {
 		o.Compression = Uncompressed
 	}
 	if o.CacheDir == "" {
-		dir, err := os.UserCacheDir()
+		dir, err := DefaultCacheDir()
 		if err != nil {
-			return nil, fmt.Errorf("finding a cache directory: %w (set KILN_CACHE)", err)
+			return nil, err
 		}
-		o.CacheDir = filepath.Join(dir, "kiln")
+		o.CacheDir = dir
 	}
 	if o.Created.IsZero() {
 		o.Created = time.Unix(0, 0)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -147,7 +149,6 @@ func openProject(ctx context.Context, arg string, vars varFlags) (*project, erro
 				return nil, err
 			}
 			p.bin = bin
-			pr.tmp = append(pr.tmp, filepath.Dir(bin))
 			app = code
 		}
 		pr.app = app
@@ -233,7 +234,6 @@ func (pr *project) compile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		pr.tmp = append(pr.tmp, filepath.Dir(bin))
 		p.bin = bin
 		if pr.file == nil {
 			if err := p.sameAsGenerated(code); err != nil {
@@ -262,8 +262,10 @@ func (pr *project) binaries() map[string]string {
 	return out
 }
 
-// compileProgram builds p into a temporary directory and asks the binary
-// for its spec.
+// compileProgram builds p for this machine and asks the binary for its
+// spec. The binary is kept in kiln's cache, one place per program, so that
+// go build finds it up to date and links nothing when the program has not
+// changed.
 func compileProgram(ctx context.Context, p *program) (string, *spec.App, error) {
 	name := filepath.Base(p.pkg)
 	if p.overlay == "" {
@@ -273,19 +275,25 @@ func compileProgram(ctx context.Context, p *program) (string, *spec.App, error) 
 		}
 		name = filepath.Base(pkg.ImportPath)
 	}
-	dir, err := os.MkdirTemp("", "kiln-run-")
+	cache, err := builder.DefaultCacheDir()
 	if err != nil {
 		return "", nil, err
 	}
+	abs, err := filepath.Abs(p.dir)
+	if err != nil {
+		return "", nil, err
+	}
+	sum := sha256.Sum256([]byte(abs + "\x00" + p.pkg))
 	// Named after the package, so ps and logs say which program runs.
-	bin := filepath.Join(dir, name)
+	bin := filepath.Join(cache, "programs", hex.EncodeToString(sum[:8]), name)
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", nil, err
+	}
 	if err := builder.Compile(ctx, p.pkg, builder.CompileOptions{Dir: p.dir, Output: bin, Overlay: p.overlay}); err != nil {
-		os.RemoveAll(dir)
 		return "", nil, err
 	}
 	app, err := sdk.Describe(ctx, bin)
 	if err != nil {
-		os.RemoveAll(dir)
 		return "", nil, err
 	}
 	return bin, app, nil
