@@ -46,7 +46,7 @@ func TestVMCommands(t *testing.T) {
 			t.Errorf("kiln vm build with a missing kernel: %v\n%s", err, out)
 		}
 		out, err = run("run", "--target", "mars", "./examples/hello").CombinedOutput()
-		if err == nil || !strings.Contains(string(out), `--target "mars": use local or vm`) {
+		if err == nil || !strings.Contains(string(out), `--target "mars": use local, docker or vm`) {
 			t.Errorf("kiln run --target mars: %v\n%s", err, out)
 		}
 	})

@@ -333,3 +333,53 @@ func TestConnectToNoEngineSaysWhere(t *testing.T) {
 	}
 	t.Logf("Connect failed in %s: %v", time.Since(start).Round(time.Millisecond), err)
 }
+
+// TestApplyRemovesAServiceTheAppNoLongerHas: an app of kv and spread
+// loses spread; spread's pods go, and kv serves on. (kv's pods are
+// recreated: their KILN_SERVICES changed, and a container's environment is
+// fixed at its creation.)
+func TestApplyRemovesAServiceTheAppNoLongerHas(t *testing.T) {
+	im := testImages(t)
+	e := engineFor(t, "two-prune")
+	app := named(example(t, "kv"), "two-prune")
+	app.Services = append(app.Services, example(t, "spread").Services[0])
+	_, d := apply(t, e, app, Options{Images: map[string]string{"kv": im["kv"], "spread": im["spread"]}})
+	if resp, _ := do(t, "PUT", url(t, d, "kv")+"/kv/a", "1"); resp.StatusCode != 204 {
+		t.Fatalf("PUT: %d", resp.StatusCode)
+	}
+	onlyKV := *app
+	onlyKV.Services = app.Services[:1]
+	_, d = apply(t, e, &onlyKV, Options{Image: im["kv"]})
+	for name := range ids(t, e, "two-prune") {
+		if strings.Contains(name, "-spread-") {
+			t.Errorf("%s is still there after spread left the app", name)
+		}
+	}
+	if resp, _ := do(t, "PUT", url(t, d, "kv")+"/kv/a", "2"); resp.StatusCode != 204 {
+		t.Fatalf("PUT after spread left: %d", resp.StatusCode)
+	}
+}
+
+func TestRunRemovesWhatAKilledRunLeft(t *testing.T) {
+	im := testImages(t)
+	e := engineFor(t, "kv-leftover")
+	app := named(example(t, "kv"), "kv-leftover")
+	// What a run killed with SIGKILL leaves: the whole topology.
+	apply(t, e, app, Options{Image: im["kv"]})
+	left := ids(t, e, "kv-leftover")
+	r := startRun(t, app, Options{Image: im["kv"]})
+	for name, id := range ids(t, e, "kv-leftover") {
+		if left[name] == id {
+			t.Errorf("%s is the killed run's container: Run should start from nothing", name)
+		}
+	}
+	if resp, _ := do(t, "PUT", r.urls["kv"]+"/kv/a", "1"); resp.StatusCode != 204 {
+		t.Fatalf("PUT through Run's topology: %d", resp.StatusCode)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if rest := leftovers(t, e, "kv-leftover"); len(rest) > 0 {
+		t.Fatalf("after Run: %v", rest)
+	}
+}
