@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -387,46 +386,23 @@ func keyOn(t *testing.T, shard string, n int) string {
 func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	d, url := deploy(t, "spread")
 	router := process(t, d, "spread/router-0")
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get(url + "/?ms=50")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprint(err, resp))
-					continue
-				}
-				ok.Add(1)
-			}
-		})
-	}
+	loaded := make(chan testbin.Loaded, 1)
+	go func() { loaded <- testbin.Load(url+"/?ms=50", 8, 10*time.Second, stop) }()
 	time.Sleep(500 * time.Millisecond)
 	if err := syscall.Kill(router.PID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond)
 	close(stop)
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d requests failed around SIGTERM; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	l := <-loaded
+	if l.Failed > 0 {
+		t.Fatalf("%d of %d requests failed around SIGTERM; first: %v", l.Failed, l.Failed+l.OK, l.First)
 	}
 	if after := process(t, d, "spread/router-0"); after.PID == router.PID {
 		t.Fatalf("the router was not replaced")
 	}
-	t.Logf("%d requests, none lost, across the router's SIGTERM and restart", ok.Load())
+	t.Logf("%d requests, none lost, across the router's SIGTERM and restart", l.OK)
 }
 
 // startDriver runs an example the way a developer does and waits for its

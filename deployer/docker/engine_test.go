@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -565,37 +564,13 @@ func TestSIGTERMToTheEntryUnderLoadLosesNothing(t *testing.T) {
 	_, d := apply(t, e, named(example(t, "spread"), "spread-term"), Options{Image: im["spread"]})
 	entry := url(t, d, "spread")
 	before := inspect(t, e, "spread-term", "spread-router-0", containerApp)
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			c := &http.Client{Timeout: 20 * time.Second}
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := c.Get(entry + "/?ms=50")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprint(err, resp))
-					continue
-				}
-				ok.Add(1)
-			}
-		})
-	}
+	loaded := make(chan testbin.Loaded, 1)
+	go func() { loaded <- testbin.Load(entry+"/?ms=50", 8, 20*time.Second, stop) }()
 	time.Sleep(500 * time.Millisecond)
 	if err := syscall.Kill(before.State.Pid, syscall.SIGTERM); err != nil {
 		close(stop)
-		wg.Wait()
+		<-loaded
 		t.Skipf("signalling the router's program (pid %d) from the host: %v (the test needs root on the engine's host)", before.State.Pid, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -607,9 +582,9 @@ func TestSIGTERMToTheEntryUnderLoadLosesNothing(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond) // load on the new router too
 	close(stop)
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d requests failed around the router's SIGTERM; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	l := <-loaded
+	if l.Failed > 0 {
+		t.Fatalf("%d of %d requests failed around the router's SIGTERM; first: %v", l.Failed, l.Failed+l.OK, l.First)
 	}
-	t.Logf("%d requests, none lost, across the router's SIGTERM and restart", ok.Load())
+	t.Logf("%d requests, none lost, across the router's SIGTERM and restart", l.OK)
 }
