@@ -254,9 +254,7 @@ func TestSearchGathersEveryLeafAndSurvivesAHungLeaf(t *testing.T) {
 
 		// Freeze leaf 2: to the root it is a leaf that stopped answering.
 		leaf := process(t, d, "search/leaf-2")
-		if err := syscall.Kill(leaf.PID, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
+		freeze(t, leaf.PID)
 		defer syscall.Kill(leaf.PID, syscall.SIGCONT)
 		timeout := describe(t, bins["search"]).Services[0].Scatter.Timeout.D()
 		start := time.Now()
@@ -623,5 +621,34 @@ func TestHolderKeepsThePodSocketAcrossAProgramRestart(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the request made while the program was down was never answered")
+	}
+}
+
+// freeze stops pid with SIGSTOP and returns once every thread of it is
+// stopped: kill returns before a thread busy in the kernel has stopped,
+// and such a thread could still answer a request.
+func freeze(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		stopped := len(tasks) > 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			// The state follows the command name, which is in parentheses.
+			if i := strings.LastIndexByte(string(b), ')'); err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d did not stop within 5s of SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

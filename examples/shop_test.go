@@ -99,9 +99,7 @@ func TestShopSearchThroughWebGathersEveryLeafAndNamesAStoppedOne(t *testing.T) {
 		// Stop leaf 1: the catalog root leaves it out, and web says so.
 		leaf := process(t, d, "catalog/leaf-1")
 		leafDirect := productNames(t, func() string { _, b := do(t, "GET", "http://"+leaf.Addr+"/find?q=", ""); return b }())
-		if err := syscall.Kill(leaf.PID, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
+		freeze(t, leaf.PID)
 		defer syscall.Kill(leaf.PID, syscall.SIGCONT)
 		resp, body = do(t, "GET", web+"/find?q=", "")
 		if resp.StatusCode != 200 || resp.Header.Get(patterns.HeaderMissing) != "leaf-1" {

@@ -280,9 +280,16 @@ func TestEngineRestartsACrashedLeaf(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Skipf("stopping leaf-1's program (pid %d) from the host: %v (the test needs root on the engine's host)", pid, err)
 	}
-	resp, _ := do(t, "GET", catalog+"/find?q=", "")
-	if resp.StatusCode != 200 || resp.Header.Get(patterns.HeaderMissing) != "leaf-1" {
-		t.Fatalf("with leaf-1 hung: %d, %s = %q; want 200 naming leaf-1", resp.StatusCode, patterns.HeaderMissing, resp.Header.Get(patterns.HeaderMissing))
+	// kill returns before a thread busy in the kernel has stopped: ask
+	// until the leaf is frozen for good.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		resp, _ := do(t, "GET", catalog+"/find?q=", "")
+		if resp.StatusCode == 200 && resp.Header.Get(patterns.HeaderMissing) == "leaf-1" {
+			break
+		}
+		if resp.StatusCode != 200 || time.Now().After(deadline) {
+			t.Fatalf("with leaf-1 hung: %d, %s = %q; want 200 naming leaf-1", resp.StatusCode, patterns.HeaderMissing, resp.Header.Get(patterns.HeaderMissing))
+		}
 	}
 	// A crash, not `docker kill`: the engine counts a container it killed
 	// on request as stopped by hand, which no restart policy restarts
