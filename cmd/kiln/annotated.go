@@ -143,6 +143,13 @@ func openPrograms(ctx context.Context, arg string, vars varFlags) (*project, err
 		}
 		return pr, nil
 	}
+	return openPackage(ctx, arg)
+}
+
+// openPackage is the project of the package arg, prepared: its app is set
+// for an annotated package, and left nil for a main package, which says
+// what it declares only once compiled.
+func openPackage(ctx context.Context, arg string) (*project, error) {
 	p := &program{pkg: arg}
 	pr := &project{arg: arg, programs: []*program{p}}
 	if err := pr.prepare(ctx, p); err != nil {

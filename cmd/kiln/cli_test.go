@@ -83,23 +83,8 @@ func TestCLI(t *testing.T) {
 		port := l.Addr().(*net.TCPAddr).AddrPort().Port()
 		l.Close()
 		cmd := run("run", "./examples/hello", "--port", itoa(int(port)))
-		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		line := make(chan string, 1)
-		go func() {
-			l, _ := bufio.NewReader(stdout).ReadString('\n')
-			line <- l
-		}()
-		var got string
-		select {
-		case got = <-line:
-		case <-time.After(90 * time.Second):
-			t.Fatal("no serving line")
-		}
+		got := firstLines(t, cmd, 1, 90*time.Second)[0]
 		want := "kiln: hello serving at http://127.0.0.1:" + itoa(int(port)) + "\n"
 		if got != want {
 			t.Fatalf("got %q, want %q", got, want)
@@ -120,6 +105,44 @@ func TestCLI(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// firstLines starts cmd and returns the first n lines it prints on stdout,
+// each with its newline, waiting up to within for them; the rest of its
+// stdout is read and dropped. The caller stops cmd.
+func firstLines(t *testing.T, cmd *exec.Cmd, n int, within time.Duration) []string {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := make(chan string, n)
+	go func() {
+		r := bufio.NewReader(stdout)
+		for range n {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				break
+			}
+			lines <- l
+		}
+		io.Copy(io.Discard, r)
+	}()
+	var out []string
+	deadline := time.After(within)
+	for len(out) < n {
+		select {
+		case l := <-lines:
+			out = append(out, l)
+		case <-deadline:
+			t.Fatalf("%v printed %d of %d lines within %s: %q", cmd.Args, len(out), n, within, out)
+		}
+	}
+	return out
+}
 
 func TestDeployAndDown(t *testing.T) {
 	cfg := e2e.Cluster(t)

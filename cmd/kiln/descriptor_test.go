@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"net/http"
@@ -147,32 +146,15 @@ func TestDescriptorErrorsPointAtTheSource(t *testing.T) {
 func TestRunAnAppOfTwoPrograms(t *testing.T) {
 	run := kiln(t)
 	cmd := run("run", "./examples/notes", "--var", "title=groceries")
-	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan string, 2)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	serving := regexp.MustCompile(`^kiln: (\w+) serving at (http://127\.0\.0\.1:\d+)$`)
+	serving := regexp.MustCompile(`^kiln: (\w+) serving at (http://127\.0\.0\.1:\d+)\n$`)
 	var names, urls []string
-	for range 2 {
-		select {
-		case l := <-lines:
-			m := serving.FindStringSubmatch(l)
-			if m == nil {
-				t.Fatalf("line %q is not a serving line", l)
-			}
-			names, urls = append(names, m[1]), append(urls, m[2])
-		case <-time.After(120 * time.Second):
-			t.Fatal("no serving lines")
+	for _, l := range firstLines(t, cmd, 2, 120*time.Second) {
+		m := serving.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("line %q is not a serving line", l)
 		}
+		names, urls = append(names, m[1]), append(urls, m[2])
 	}
 	if strings.Join(names, ",") != "api,store" {
 		t.Fatalf("serving lines for %v; want api then store", names)

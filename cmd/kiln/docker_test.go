@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -47,24 +46,8 @@ func TestRunOnDocker(t *testing.T) {
 	c := e2e.Docker(t)
 	run := kiln(t)
 	cmd := run("run", "--target", "docker", "./examples/kv")
-	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = testWriter{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- l
-		io.Copy(io.Discard, stdout)
-	}()
-	var got string
-	select {
-	case got = <-line:
-	case <-time.After(180 * time.Second):
-		t.Fatal("no serving line")
-	}
+	got := firstLines(t, cmd, 1, 180*time.Second)[0]
 	m := regexp.MustCompile(`^kiln: kv serving at (http://127\.0\.0\.1:\d+)\n$`).FindStringSubmatch(got)
 	if m == nil {
 		t.Fatalf("first line %q; want the local target's serving line", got)

@@ -42,8 +42,7 @@ daemon.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	var vars varFlags
-	vars.add(root)
+	addVarFlag(root)
 	root.AddCommand(newRunCmd(), newDescribeCmd(), newValidateCmd(), newBuildCmd(), newRenderCmd(), newDeployCmd(), newDownCmd(), newVMCmd(), newEjectCmd())
 	return root
 }

@@ -37,10 +37,10 @@ type project struct {
 	file     *kilnhcl.File // nil for a package
 	parser   *hclparse.Parser
 	programs []*program // distinct main packages, in app order
-	tmp      []string   // directories of compiled binaries
+	tmp      []string   // directories of generated main packages' overlays
 }
 
-// close removes the compiled binaries.
+// close removes the overlays.
 func (pr *project) close() {
 	for _, d := range pr.tmp {
 		os.RemoveAll(d)
@@ -109,8 +109,9 @@ func descriptorPath(arg string) (string, bool) {
 // varFlags are --var name=value, read by descriptors.
 type varFlags []string
 
-func (v *varFlags) add(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringArrayVar((*[]string)(v), "var", nil, "set a kiln.hcl variable: --var name=value (repeatable; wins over KILN_VAR_name and the default)")
+// addVarFlag gives cmd and its subcommands --var; varsOf reads it.
+func addVarFlag(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringArray("var", nil, "set a kiln.hcl variable: --var name=value (repeatable; wins over KILN_VAR_name and the default)")
 }
 
 func (v varFlags) parse() (map[string]string, error) {
@@ -129,34 +130,26 @@ func (v varFlags) parse() (map[string]string, error) {
 // anything; a package is compiled and asked for its spec, and its binary
 // kept for the caller (see compile).
 func openProject(ctx context.Context, arg string, vars varFlags) (*project, error) {
-	pr := &project{arg: arg}
 	path, ok := descriptorPath(arg)
 	if !ok {
-		p := &program{pkg: arg}
-		pr.programs = []*program{p}
-		if err := pr.prepare(ctx, p); err != nil {
-			pr.close()
+		pr, err := openPackage(ctx, arg)
+		if err != nil {
 			return nil, err
 		}
-		var app *spec.App
-		if p.gen != nil {
-			app = p.gen.App
-		} else {
+		p := pr.programs[0]
+		if pr.app == nil {
 			// A main package says what it declares only when asked.
-			bin, code, err := compileProgram(ctx, p)
-			if err != nil {
+			if p.bin, pr.app, err = compileProgram(ctx, p); err != nil {
 				pr.close()
 				return nil, err
 			}
-			p.bin = bin
-			app = code
 		}
-		pr.app = app
-		for _, s := range app.Services {
+		for _, s := range pr.app.Services {
 			p.services = append(p.services, s.Name)
 		}
 		return pr, nil
 	}
+	pr := &project{arg: arg}
 	vs, err := vars.parse()
 	if err != nil {
 		return nil, err
@@ -262,18 +255,16 @@ func (pr *project) binaries() map[string]string {
 	return out
 }
 
-// compileProgram builds p for this machine and asks the binary for its
-// spec. The binary is kept in kiln's cache, one place per program, so that
-// go build finds it up to date and links nothing when the program has not
-// changed.
+// compileProgram builds p, which prepare has looked at, for this machine
+// and asks the binary for its spec. The binary is kept in kiln's cache,
+// one place per program, so that go build finds it up to date and links
+// nothing when the program has not changed.
 func compileProgram(ctx context.Context, p *program) (string, *spec.App, error) {
+	// Named after the package (or, for a generated main, the app), so ps
+	// and logs say which program runs.
 	name := filepath.Base(p.pkg)
 	if p.overlay == "" {
-		pkg, err := builder.Load(ctx, p.dir, p.pkg)
-		if err != nil {
-			return "", nil, err
-		}
-		name = filepath.Base(pkg.ImportPath)
+		name = filepath.Base(p.importPath)
 	}
 	cache, err := builder.DefaultCacheDir()
 	if err != nil {
@@ -284,7 +275,6 @@ func compileProgram(ctx context.Context, p *program) (string, *spec.App, error) 
 		return "", nil, err
 	}
 	sum := sha256.Sum256([]byte(abs + "\x00" + p.pkg))
-	// Named after the package, so ps and logs say which program runs.
 	bin := filepath.Join(cache, "programs", hex.EncodeToString(sum[:8]), name)
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		return "", nil, err

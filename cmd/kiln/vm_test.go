@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"io"
 	"log"
 	"net"
@@ -126,23 +125,8 @@ func TestVMCommands(t *testing.T) {
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		cmd := run("run", "--target", "vm", "./examples/kv", "--port", strconv.Itoa(port))
-		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		line := make(chan string, 1)
-		go func() {
-			l, _ := bufio.NewReader(stdout).ReadString('\n')
-			line <- l
-		}()
-		var got string
-		select {
-		case got = <-line:
-		case <-time.After(180 * time.Second):
-			t.Fatal("no serving line")
-		}
+		got := firstLines(t, cmd, 1, 180*time.Second)[0]
 		want := "kiln: kv serving at http://127.0.0.1:" + strconv.Itoa(port) + "\n"
 		if got != want {
 			t.Fatalf("got %q, want %q (the local target's line)", got, want)
