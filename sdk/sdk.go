@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-dev/kiln/internal/restart"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -169,7 +170,7 @@ func (a *App) Run() {
 		fmt.Fprintln(os.Stderr, "kiln:", err)
 		var ue usageError
 		if errors.As(err, &ue) {
-			os.Exit(2)
+			os.Exit(restart.ExitUsage)
 		}
 		os.Exit(1)
 	}

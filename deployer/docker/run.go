@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/kiln-dev/kiln/internal/lines"
+	"github.com/kiln-dev/kiln/internal/restart"
 	"github.com/kiln-dev/kiln/spec"
 )
 
@@ -98,18 +99,6 @@ func Run(ctx context.Context, app *spec.App, o Options, stdout io.Writer) error 
 	return nil
 }
 
-// Restart backoff, as on the local target: doubling from backoffMin to
-// backoffMax, reset after a container has stayed up for stable.
-const (
-	backoffMin = 100 * time.Millisecond
-	backoffMax = 5 * time.Second
-	stable     = 10 * time.Second
-)
-
-// exitUsage is the status of a program that refuses its configuration:
-// restarting it cannot help.
-const exitUsage = 2
-
 // watched is one program or sidecar container that supervise restarts.
 type watched struct {
 	process   string // the pod's process: "kv/shard-1"
@@ -117,7 +106,7 @@ type watched struct {
 
 	// run serialises the handling of the container's deaths.
 	run     sync.Mutex
-	backoff time.Duration
+	backoff restart.Backoff
 }
 
 // supervise restarts p's program and sidecar containers that die while
@@ -165,7 +154,7 @@ func (e *Engine) supervise(ctx context.Context, p *Plan, log *slog.Logger, appli
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoffMin):
+		case <-time.After(restart.Min):
 		}
 	}
 }
@@ -189,7 +178,7 @@ func (e *Engine) restart(ctx context.Context, name string, w *watched, status in
 			return
 		}
 		st := ins.Container.State
-		if status == exitUsage {
+		if status == restart.ExitUsage {
 			log.Error("process refuses its configuration; not restarting", attrs...)
 			if st.Restarting || st.Running {
 				// The restart policy would retry it forever.
@@ -208,11 +197,7 @@ func (e *Engine) restart(ctx context.Context, name string, w *watched, status in
 		}
 		started, _ := time.Parse(time.RFC3339Nano, st.StartedAt)
 		finished, _ := time.Parse(time.RFC3339Nano, st.FinishedAt)
-		if w.backoff == 0 || finished.Sub(started) > stable {
-			w.backoff = backoffMin
-		}
-		backoff := w.backoff
-		w.backoff = min(w.backoff*2, backoffMax)
+		backoff := w.backoff.Next(finished.Sub(started))
 		log.Warn("process exited; restarting", append(attrs, "in", backoff)...)
 		select {
 		case <-ctx.Done():

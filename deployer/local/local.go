@@ -27,6 +27,7 @@ import (
 
 	"github.com/kiln-dev/kiln/internal/child"
 	"github.com/kiln-dev/kiln/internal/lines"
+	"github.com/kiln-dev/kiln/internal/restart"
 	"github.com/kiln-dev/kiln/patterns"
 )
 
@@ -206,7 +207,7 @@ func (d *Deployment) waitReady(ctx context.Context) error {
 				break
 			}
 			if p.gaveUp() {
-				return fmt.Errorf("local: %s exited with status %d, which says its configuration is wrong, so it is not restarted; its last output:\n%s", p.name, exitUsage, p.tail.String())
+				return fmt.Errorf("local: %s exited with status %d, which says its configuration is wrong, so it is not restarted; its last output:\n%s", p.name, restart.ExitUsage, p.tail.String())
 			}
 			if restarts := p.restartCount(); restarts >= 3 {
 				return fmt.Errorf("local: %s keeps exiting (%d restarts) before it is ready; its last output:\n%s", p.name, restarts, p.tail.String())
@@ -283,27 +284,14 @@ type proc struct {
 	mu       sync.Mutex
 	pid      int
 	restarts int
-	usage    bool // exited with exitUsage: not restarted
+	usage    bool // exited with restart.ExitUsage: not restarted
 }
-
-// exitUsage is the status of a program that refuses its configuration (a
-// bad role variable, a service it asks for that the app lacks): restarting
-// it cannot help.
-const exitUsage = 2
 
 func (p *proc) gaveUp() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.usage
 }
-
-// Restart backoff: doubling from min to max, reset after a process has
-// stayed up for stable.
-const (
-	backoffMin = 100 * time.Millisecond
-	backoffMax = 5 * time.Second
-	stable     = 10 * time.Second
-)
 
 func (p *proc) restartCount() int {
 	p.mu.Lock()
@@ -313,12 +301,14 @@ func (p *proc) restartCount() int {
 
 func (p *proc) supervise(d *Deployment) {
 	defer close(p.done)
-	backoff := backoffMin
+	var b restart.Backoff
 	for {
 		started := time.Now()
 		cmd, err := p.start(d)
+		var backoff time.Duration
 		if err != nil {
 			d.log.Error("cannot start process", "process", p.name, "err", err)
+			backoff = b.Next(0)
 		} else {
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
@@ -332,7 +322,7 @@ func (p *proc) supervise(d *Deployment) {
 			p.pid = 0
 			p.mu.Unlock()
 			var ee *exec.ExitError
-			if errors.As(err, &ee) && ee.ExitCode() == exitUsage {
+			if errors.As(err, &ee) && ee.ExitCode() == restart.ExitUsage {
 				d.log.Error("process refuses its configuration; not restarting", "process", p.name, "status", exitStatus(err))
 				p.mu.Lock()
 				p.usage = true
@@ -340,9 +330,7 @@ func (p *proc) supervise(d *Deployment) {
 				<-p.stop
 				return
 			}
-			if time.Since(started) > stable {
-				backoff = backoffMin
-			}
+			backoff = b.Next(time.Since(started))
 			d.log.Warn("process exited; restarting", "process", p.name, "status", exitStatus(err), "in", backoff)
 		}
 		select {
@@ -350,7 +338,6 @@ func (p *proc) supervise(d *Deployment) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, backoffMax)
 		p.mu.Lock()
 		p.restarts++
 		p.mu.Unlock()
