@@ -3,7 +3,10 @@ package patterns
 import (
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
+
+	"github.com/kiln-dev/kiln/spec"
 )
 
 // Discovery says where each service of an app is reached: the URL of its
@@ -17,6 +20,17 @@ type Discovery []Endpoint
 type Endpoint struct {
 	Service string
 	URL     string
+}
+
+// ByName is the discovery of a target on which each service's entry
+// answers to the service's own name on the app's network (a Kubernetes
+// Service, a Docker network alias): http://NAME:PORT.
+func ByName(app *spec.App) Discovery {
+	d := make(Discovery, len(app.Services))
+	for i, s := range app.Services {
+		d[i] = Endpoint{Service: s.Name, URL: "http://" + s.Name + ":" + strconv.Itoa(s.HandlerPort())}
+	}
+	return d
 }
 
 // String is the EnvServices form: name=URL pairs separated by spaces, in

@@ -158,7 +158,7 @@ func Render(app *spec.App, o Options) (*Plan, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("docker: no image for service %s: set Options.Image, or Options.Images for each service", strings.Join(missing, ", "))
 	}
-	disc := Discovery(app)
+	disc := patterns.ByName(app)
 	p := &Plan{App: app.Name, Network: NetworkPlan{Name: NetworkName(app.Name), Labels: map[string]string{
 		kubernetes.LabelInstance:  app.Name,
 		kubernetes.LabelManagedBy: kubernetes.ManagedBy,
@@ -240,16 +240,6 @@ func Render(app *spec.App, o Options) (*Plan, error) {
 		}
 	}
 	return p, nil
-}
-
-// Discovery is where the services of app are reached on its network: each
-// entry pod's alias (the service's name) and port.
-func Discovery(app *spec.App) patterns.Discovery {
-	d := make(patterns.Discovery, len(app.Services))
-	for i, s := range app.Services {
-		d[i] = patterns.Endpoint{Service: s.Name, URL: "http://" + s.Name + ":" + strconv.Itoa(s.HandlerPort())}
-	}
-	return d
 }
 
 func envList(env map[string]string) []string {

@@ -142,13 +142,11 @@ type renderer struct {
 // on 127.0.0.1 inside the pods of its client, the only service that
 // reaches it.
 func Discovery(app *spec.App) patterns.Discovery {
-	d := make(patterns.Discovery, len(app.Services))
+	d := patterns.ByName(app)
 	for i, s := range app.Services {
-		host := s.Name
 		if s.Shard != nil && s.Shard.Ambassador != "" {
-			host = "127.0.0.1"
+			d[i].URL = "http://127.0.0.1:" + strconv.Itoa(s.HandlerPort())
 		}
-		d[i] = patterns.Endpoint{Service: s.Name, URL: "http://" + host + ":" + strconv.Itoa(s.HandlerPort())}
 	}
 	return d
 }
