@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -88,6 +89,7 @@ func (e *Engine) podContainers(ctx context.Context, app, pod string) ([]containe
 // through the engine (docker kill), which it counts as stopped by hand:
 // only Run, which stays to supervise, restarts those.
 func (e *Engine) Apply(ctx context.Context, p *Plan) (patterns.Discovery, error) {
+	start := time.Now()
 	if err := e.network(ctx, p); err != nil {
 		return nil, err
 	}
@@ -158,7 +160,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (patterns.Discovery, error)
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	if err := e.waitHealthy(ctx, p); err != nil {
+	if err := e.waitHealthy(ctx, p, start); err != nil {
 		return nil, err
 	}
 	return e.endpoints(ctx, p)
@@ -488,8 +490,9 @@ func (e *Engine) tail(ctx context.Context, id string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-// waitHealthy waits for every program container of p to be healthy.
-func (e *Engine) waitHealthy(ctx context.Context, p *Plan) error {
+// waitHealthy waits for every program container of p to be healthy. A
+// program that died since start fails it, naming the exit status.
+func (e *Engine) waitHealthy(ctx context.Context, p *Plan, start time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	for _, pod := range p.Pods {
@@ -504,7 +507,12 @@ func (e *Engine) waitHealthy(ctx context.Context, p *Plan) error {
 				break
 			}
 			if ins.Container.RestartCount > 0 || st.Status == container.StateExited || st.Status == container.StateDead || st.Restarting {
-				return fmt.Errorf("docker: pod %s: its program exited with status %d before it was healthy; its last output:\n%s", pod.Name, st.ExitCode, e.tail(ctx, name))
+				status := st.ExitCode
+				if st.Running {
+					// Restarted already: the state's status is the new run's.
+					status = e.lastExit(ctx, p.App, name, start)
+				}
+				return fmt.Errorf("docker: pod %s: its program exited with status %d before it was healthy; its last output:\n%s", pod.Name, status, e.tail(ctx, name))
 			}
 			select {
 			case <-ctx.Done():
@@ -517,6 +525,27 @@ func (e *Engine) waitHealthy(ctx context.Context, p *Plan) error {
 		}
 	}
 	return nil
+}
+
+// lastExit is the exit status of container name's last death since
+// start, read from the engine's event log, or -1 if it has none.
+func (e *Engine) lastExit(ctx context.Context, app, name string, start time.Time) int {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	f := appFilter(app).Add("type", string(events.ContainerEventType)).Add("event", string(events.ActionDie)).Add("container", name)
+	r := e.c.Events(ctx, client.EventsListOptions{Since: timestamp(start), Until: timestamp(time.Now()), Filters: f})
+	status := -1
+	for {
+		select {
+		case m := <-r.Messages:
+			if n, err := strconv.Atoi(m.Actor.Attributes["exitCode"]); err == nil {
+				status = n
+			}
+		case <-r.Err:
+			// The stream ends with io.EOF once it reaches Until.
+			return status
+		}
+	}
 }
 
 // endpoints reads each entry pod's published port.
