@@ -40,6 +40,10 @@ const (
 	EnvPeers    = "KILN_PEERS"     // comma-separated backend base URLs
 	EnvAddr     = "KILN_ADDR"      // listen address, e.g. ":8080"
 	EnvListenFD = "KILN_LISTEN_FD" // an inherited listening socket
+	// EnvReadyFD is a pipe on which the program writes a line once it
+	// serves: a deployer that starts a new process beside the old one on
+	// the same socket cannot tell them apart by probing it.
+	EnvReadyFD = "KILN_READY_FD"
 	// EnvListenFrom names a unix socket (an abstract one, "@name", on
 	// Linux) from which a pod's holder hands over the listening socket it
 	// keeps open, so that connections made while the program restarts wait

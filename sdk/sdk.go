@@ -297,7 +297,30 @@ func (a *App) serveRole(ctx context.Context, app *spec.App, role patterns.Role) 
 		return err
 	}
 	log.Info("serving", "role", role, "service", svc.Name, "index", Self().Index, "addr", ln.Addr().String(), "pid", os.Getpid())
+	// Connections wait in the socket's queue until Serve accepts them, so
+	// saying ready before it starts loses none.
+	if err := announceReady(); err != nil {
+		return err
+	}
 	return patterns.Serve(ctx, ln, h, patterns.DefaultGrace)
+}
+
+// announceReady writes a line to the pipe KILN_READY_FD names, if any.
+func announceReady() error {
+	fd := os.Getenv(patterns.EnvReadyFD)
+	if fd == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(fd)
+	if err != nil {
+		return usageError{fmt.Errorf("%s=%q is not a file descriptor", patterns.EnvReadyFD, fd)}
+	}
+	f := os.NewFile(uintptr(n), "kiln-ready")
+	defer f.Close()
+	if _, err := f.WriteString("ready\n"); err != nil {
+		return fmt.Errorf("%s=%d: %w", patterns.EnvReadyFD, n, err)
+	}
+	return nil
 }
 
 // probe asks url once, within a second.

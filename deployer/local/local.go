@@ -74,12 +74,14 @@ type Process struct {
 
 // Deployment is a running topology.
 type Deployment struct {
-	opts      Options
+	opts     Options
+	out      *lines.Sync
+	log      *slog.Logger
+	stopOnce sync.Once
+
+	mu        sync.Mutex // guards procs and endpoints, which Update replaces
 	procs     []*proc
 	endpoints patterns.Discovery
-	out       *lines.Sync
-	log       *slog.Logger
-	stopOnce  sync.Once
 }
 
 // Start starts every process of t, backends first, and returns once each one
@@ -107,33 +109,12 @@ func Start(ctx context.Context, t *patterns.Topology, opts Options) (*Deployment
 		d.log = slog.New(slog.NewTextHandler(opts.Output, nil))
 	}
 
-	// Open every socket first: routers need their backends' addresses.
-	addrs := map[string][]string{}
-	entryPort := opts.Port
-	for i := range t.Workloads {
-		w := &t.Workloads[i]
-		for r := 0; r < w.Replicas; r++ {
-			port := 0
-			if w.Entry && entryPort != 0 {
-				port, entryPort = entryPort, 0
-			}
-			p, err := d.listen(w, r, port)
-			if err != nil {
-				d.closeSockets()
-				return nil, err
-			}
-			addrs[w.Name()] = append(addrs[w.Name()], "http://"+p.addr)
-			if w.Entry {
-				d.endpoints = append(d.endpoints, Endpoint{Service: w.Service, URL: "http://" + p.addr})
-			}
-		}
+	procs, endpoints, _, err := d.place(t, opts, nil)
+	if err != nil {
+		return nil, err
 	}
+	d.procs, d.endpoints = procs, endpoints
 	for _, p := range d.procs {
-		env := p.workload.RoleEnv(p.index, addrs[p.workload.Backends], d.endpoints)
-		p.env = append(append([]string{}, opts.Env...), patterns.EnvListenFD+"=3")
-		for _, k := range slices.Sorted(maps.Keys(env)) {
-			p.env = append(p.env, k+"="+env[k])
-		}
 		go p.supervise(d)
 	}
 	if err := d.waitReady(ctx); err != nil {
@@ -143,41 +124,103 @@ func Start(ctx context.Context, t *patterns.Topology, opts Options) (*Deployment
 	return d, nil
 }
 
-func (d *Deployment) listen(w *patterns.Workload, index, port int) (*proc, error) {
+// place makes a process for every instance of t, run by opts' binaries:
+// routers need their backends' addresses, so every socket is opened first.
+// An instance that old already has keeps its socket, and its process too
+// when it would run the same binary with the same environment; opened lists
+// the sockets place opened. On error it closes those and returns nothing.
+func (d *Deployment) place(t *patterns.Topology, opts Options, old map[string]*proc) (procs []*proc, endpoints patterns.Discovery, opened []*os.File, err error) {
+	defer func() {
+		if err != nil {
+			for _, f := range opened {
+				f.Close()
+			}
+		}
+	}()
+	addrs := map[string][]string{}
+	entryPort := opts.Port
+	for i := range t.Workloads {
+		w := &t.Workloads[i]
+		for r := 0; r < w.Replicas; r++ {
+			p := &proc{name: w.Service + "/" + w.Instance(r), workload: w, index: r, bin: opts.binary(w.Service)}
+			if o := old[p.name]; o != nil {
+				p.addr, p.socket = o.addr, o.socket
+			} else {
+				port := 0
+				if w.Entry && entryPort != 0 {
+					port, entryPort = entryPort, 0
+				}
+				if p.addr, p.socket, err = listen(port); err != nil {
+					return nil, nil, opened, err
+				}
+				opened = append(opened, p.socket)
+			}
+			addrs[w.Name()] = append(addrs[w.Name()], "http://"+p.addr)
+			if w.Entry {
+				endpoints = append(endpoints, Endpoint{Service: w.Service, URL: "http://" + p.addr})
+			}
+			procs = append(procs, p)
+		}
+	}
+	for i, p := range procs {
+		env := p.workload.RoleEnv(p.index, addrs[p.workload.Backends], endpoints)
+		p.env = append(append([]string{}, opts.Env...), patterns.EnvListenFD+"=3")
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			p.env = append(p.env, k+"="+env[k])
+		}
+		if o := old[p.name]; o != nil && o.bin == p.bin && slices.Equal(o.env, p.env) {
+			procs[i] = o
+			continue
+		}
+		p.tail = &tailWriter{max: 20}
+		p.stop, p.done = make(chan struct{}), make(chan struct{})
+	}
+	return procs, endpoints, opened, nil
+}
+
+// listen opens a socket on 127.0.0.1:port and returns a duplicate of it to
+// hand down.
+func listen(port int) (string, *os.File, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		if port != 0 {
-			return nil, fmt.Errorf("local: entry port %d: %w (choose another with --port or KILN_PORT)", port, err)
+			return "", nil, fmt.Errorf("local: entry port %d: %w (choose another with --port or KILN_PORT)", port, err)
 		}
-		return nil, fmt.Errorf("local: %w", err)
+		return "", nil, fmt.Errorf("local: %w", err)
 	}
 	f, err := ln.(*net.TCPListener).File()
 	ln.Close() // f is a duplicate that keeps the socket open
 	if err != nil {
-		return nil, fmt.Errorf("local: %w", err)
+		return "", nil, fmt.Errorf("local: %w", err)
 	}
-	p := &proc{
-		name:     w.Service + "/" + w.Instance(index),
-		workload: w,
-		index:    index,
-		addr:     ln.Addr().String(),
-		socket:   f,
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+	defer f.Close()
+	// Handing a file to a child (File.Fd) puts a nonblocking one in
+	// blocking mode, and the mode belongs to the socket, which every
+	// process that has it shares: each start would turn a running
+	// process's accept into a blocking call, which its drain then waits
+	// for. A file made from the socket while it is blocking is never
+	// switched; children make the socket nonblocking, as Go's net needs.
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return "", nil, fmt.Errorf("local: %w", err)
 	}
-	p.tail = &tailWriter{max: 20}
-	d.procs = append(d.procs, p)
-	return p, nil
+	syscall.CloseOnExec(fd)
+	return ln.Addr().String(), os.NewFile(uintptr(fd), "kiln-socket-"+ln.Addr().String()), nil
 }
 
-func (d *Deployment) closeSockets() {
-	for _, p := range d.procs {
-		p.socket.Close()
-	}
+// current is the deployment's processes as they are now.
+func (d *Deployment) current() []*proc {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.procs)
 }
 
 // Endpoints lists where each service serves, in spec order.
-func (d *Deployment) Endpoints() patterns.Discovery { return d.endpoints }
+func (d *Deployment) Endpoints() patterns.Discovery {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.endpoints)
+}
 
 func (o *Options) binary(service string) string {
 	if b := o.Binaries[service]; b != "" {
@@ -188,8 +231,9 @@ func (o *Options) binary(service string) string {
 
 // Processes lists every process of the topology.
 func (d *Deployment) Processes() []Process {
-	out := make([]Process, len(d.procs))
-	for i, p := range d.procs {
+	procs := d.current()
+	out := make([]Process, len(procs))
+	for i, p := range procs {
 		p.mu.Lock()
 		out[i] = Process{Name: p.name, Workload: p.workload.Name(), Index: p.index, Addr: p.addr, PID: p.pid, Restarts: p.restarts}
 		p.mu.Unlock()
@@ -201,7 +245,7 @@ func (d *Deployment) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ReadyTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	for _, p := range d.procs {
+	for _, p := range d.current() {
 		for {
 			if patterns.Ready(ctx, client, "http://"+p.addr+"/readyz") {
 				break
@@ -231,23 +275,30 @@ func (d *Deployment) waitReady(ctx context.Context) error {
 func (d *Deployment) Stop() {
 	d.stopOnce.Do(func() {
 		var fronts, backs []*proc
-		for _, p := range d.procs {
+		procs := d.current()
+		for _, p := range procs {
 			if p.workload.Entry {
 				fronts = append(fronts, p)
 			} else {
 				backs = append(backs, p)
 			}
 		}
-		for _, group := range [][]*proc{fronts, backs} {
-			for _, p := range group {
-				close(p.stop)
-			}
-			for _, p := range group {
-				<-p.done
-			}
+		stopAll(fronts)
+		stopAll(backs)
+		for _, p := range procs {
+			p.socket.Close()
 		}
-		d.closeSockets()
 	})
+}
+
+// stopAll stops ps together and waits until each has exited.
+func stopAll(ps []*proc) {
+	for _, p := range ps {
+		close(p.stop)
+	}
+	for _, p := range ps {
+		<-p.done
+	}
 }
 
 // Run starts t, prints one line per entry point to out, and stops everything
@@ -262,15 +313,21 @@ func Run(ctx context.Context, t *patterns.Topology, opts Options, out io.Writer)
 		fmt.Fprintf(out, "kiln: %s serving at %s\n", e.Service, e.URL)
 	}
 	<-ctx.Done()
-	fmt.Fprintf(d.out, "kiln: stopping %d processes\n", len(d.procs))
+	d.Shutdown()
+	return nil
+}
+
+// Shutdown is Stop, saying so on the deployment's output.
+func (d *Deployment) Shutdown() {
+	fmt.Fprintf(d.out, "kiln: stopping %d processes\n", len(d.current()))
 	d.Stop()
 	fmt.Fprintln(d.out, "kiln: stopped")
-	return nil
 }
 
 // proc is one supervised process.
 type proc struct {
 	name     string
+	bin      string
 	workload *patterns.Workload
 	index    int
 	addr     string
@@ -281,10 +338,17 @@ type proc struct {
 	stop chan struct{} // closed to stop
 	done chan struct{} // closed once stopped
 
+	// For a process that Update starts beside the one it replaces: its
+	// first run gets a pipe (KILN_READY_FD) on which the program says it
+	// serves, since probing the shared socket could reach either.
+	announced chan struct{} // closed once it said so
+	firstExit chan struct{} // closed when its first run ends
+
 	mu       sync.Mutex
 	pid      int
 	restarts int
-	usage    bool // exited with restart.ExitUsage: not restarted
+	usage    bool   // exited with restart.ExitUsage: not restarted
+	status   string // how the first run ended, for firstExit
 }
 
 func (p *proc) gaveUp() bool {
@@ -302,11 +366,20 @@ func (p *proc) restartCount() int {
 func (p *proc) supervise(d *Deployment) {
 	defer close(p.done)
 	var b restart.Backoff
-	for {
+	for run := 0; ; run++ {
 		started := time.Now()
-		cmd, err := p.start(d)
+		cmd, err := p.start(d, run == 0)
+		ended := func(status string) {
+			if run == 0 && p.firstExit != nil {
+				p.mu.Lock()
+				p.status = status
+				p.mu.Unlock()
+				close(p.firstExit)
+			}
+		}
 		var backoff time.Duration
 		if err != nil {
+			ended(err.Error())
 			d.log.Error("cannot start process", "process", p.name, "err", err)
 			backoff = b.Next(0)
 		} else {
@@ -321,6 +394,7 @@ func (p *proc) supervise(d *Deployment) {
 			p.mu.Lock()
 			p.pid = 0
 			p.mu.Unlock()
+			ended(exitStatus(err))
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ee.ExitCode() == restart.ExitUsage {
 				d.log.Error("process refuses its configuration; not restarting", "process", p.name, "status", exitStatus(err))
@@ -344,16 +418,38 @@ func (p *proc) supervise(d *Deployment) {
 	}
 }
 
-func (p *proc) start(d *Deployment) (*exec.Cmd, error) {
+func (p *proc) start(d *Deployment, first bool) (*exec.Cmd, error) {
 	out := io.MultiWriter(&lines.Prefix{Prefix: p.name + " | ", W: d.out}, p.tail)
-	cmd := exec.Command(d.opts.binary(p.workload.Service))
+	cmd := exec.Command(p.bin)
 	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.ExtraFiles = []*os.File{p.socket}
+	var ready *os.File
+	if first && p.announced != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		defer w.Close()
+		ready = r
+		cmd.ExtraFiles = append(cmd.ExtraFiles, w)
+		cmd.Env = append(slices.Clip(cmd.Env), patterns.EnvReadyFD+"=4")
+	}
 	child.Own(cmd)
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
+		if ready != nil {
+			ready.Close()
+		}
 		return nil, err
+	}
+	if ready != nil {
+		go func() {
+			defer ready.Close()
+			if n, _ := ready.Read(make([]byte, 1)); n > 0 {
+				close(p.announced)
+			}
+		}()
 	}
 	p.mu.Lock()
 	p.pid = cmd.Process.Pid

@@ -9,19 +9,47 @@ import (
 	"time"
 )
 
-// Loaded is what Load saw: answers that were 200, the others, and the
-// first of those.
+// Loaded is what Load saw: answers, failures (no answer, or a 5xx one:
+// a 404 is the program's answer, a 502 the topology's failure), and the
+// first failure.
 type Loaded struct {
 	OK, Failed int64
 	First      string
+}
+
+// tally counts answers for Load and Paced.
+type tally struct {
+	ok, failed atomic.Int64
+	first      atomic.Value
+}
+
+func (t *tally) get(c *http.Client, url string) {
+	resp, err := c.Get(url)
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode >= 500 {
+		t.failed.Add(1)
+		t.first.CompareAndSwap(nil, fmt.Sprint(err, resp))
+		return
+	}
+	t.ok.Add(1)
+}
+
+func (t *tally) loaded() Loaded {
+	l := Loaded{OK: t.ok.Load(), Failed: t.failed.Load()}
+	if f, _ := t.first.Load().(string); f != "" {
+		l.First = f
+	}
+	return l
 }
 
 // Load sends GETs of url from n clients at once, each request bounded by
 // timeout, until stop is closed, and returns once every client has
 // stopped: the load that tests of draining and restarts put on an entry.
 func Load(url string, n int, timeout time.Duration, stop <-chan struct{}) Loaded {
-	var ok, failed atomic.Int64
-	var first atomic.Value
+	var t tally
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
@@ -32,24 +60,31 @@ func Load(url string, n int, timeout time.Duration, stop <-chan struct{}) Loaded
 					return
 				default:
 				}
-				resp, err := c.Get(url)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode != http.StatusOK {
-					failed.Add(1)
-					first.CompareAndSwap(nil, fmt.Sprint(err, resp))
-					continue
-				}
-				ok.Add(1)
+				t.get(c, url)
 			}
 		})
 	}
 	wg.Wait()
-	l := Loaded{OK: ok.Load(), Failed: failed.Load()}
-	if f, _ := first.Load().(string); f != "" {
-		l.First = f
+	return t.loaded()
+}
+
+// Paced sends rate GETs of url a second, each bounded by timeout, whether
+// or not earlier ones have been answered, until stop is closed, and
+// returns once every request has ended: a steady load, as a service sees,
+// that a slow answer does not slow.
+func Paced(url string, rate int, timeout time.Duration, stop <-chan struct{}) Loaded {
+	var t tally
+	var wg sync.WaitGroup
+	c := &http.Client{Timeout: timeout}
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			wg.Wait()
+			return t.loaded()
+		case <-tick.C:
+			wg.Go(func() { t.get(c, url) })
+		}
 	}
-	return l
 }
