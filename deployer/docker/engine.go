@@ -28,8 +28,8 @@ import (
 	"github.com/kiln-dev/kiln/patterns"
 )
 
-// readyTimeout bounds Apply's wait for every program container to be
-// healthy.
+// readyTimeout bounds Apply's wait for each program container to be
+// ready, from the end of its pod's start.
 const readyTimeout = 2 * time.Minute
 
 // stopSeconds is how long a stopping program may drain before the engine
@@ -79,10 +79,10 @@ func (e *Engine) podContainers(ctx context.Context, app, pod string) ([]containe
 // Apply makes the engine run p: it creates what is missing, recreates the
 // pods whose plan changed (by LabelSpecHash), and removes the app's
 // objects that p no longer has. It returns once every program container
-// is healthy, with each service's URL on the host, in app order. A pod
-// that fails to start (an init container or its program exits, its host
-// port is taken) fails Apply with its exit code and last log lines, and
-// is removed; the pods started beside it stay.
+// is ready (see waitReady), with each service's URL on the host, in app
+// order. A pod that fails to start (an init container or its program
+// exits, its host port is taken) fails Apply with its exit code and last
+// log lines, and is removed; the pods started beside it stay.
 //
 // Apply leaves the programs to the engine's unless-stopped restart
 // policy, which restarts a program that crashes but not one killed
@@ -143,24 +143,32 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (patterns.Discovery, error)
 	// Pods start together, as a cluster starts a workload's pods: each
 	// container costs the engine a few hundred milliseconds, and nothing
 	// orders them, since routers find their backends by name when asked.
+	// Each pod's wait for readiness starts as soon as it is created.
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	creating := make(chan struct{}, 8)
+	isChanged := map[string]bool{}
 	for _, pod := range changed {
+		isChanged[pod.Name] = true
 		g.Go(func() error {
-			if err := e.createPod(gctx, p, pod, entrypoints[pod.Image]); err != nil {
+			creating <- struct{}{}
+			err := e.createPod(gctx, p, pod, entrypoints[pod.Image])
+			<-creating
+			if err != nil {
 				// Leave nothing of a pod that failed to start.
 				if cs, lerr := e.podContainers(context.WithoutCancel(ctx), p.App, pod.Name); lerr == nil {
 					e.removeAll(context.WithoutCancel(ctx), cs)
 				}
 				return err
 			}
-			return nil
+			return e.waitReady(gctx, p.App, pod, start)
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	for i := range p.Pods {
+		if pod := &p.Pods[i]; !isChanged[pod.Name] {
+			g.Go(func() error { return e.waitReady(gctx, p.App, pod, start) })
+		}
 	}
-	if err := e.waitHealthy(ctx, p, start); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return e.endpoints(ctx, p)
@@ -490,41 +498,102 @@ func (e *Engine) tail(ctx context.Context, id string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-// waitHealthy waits for every program container of p to be healthy. A
-// program that died since start fails it, naming the exit status.
-func (e *Engine) waitHealthy(ctx context.Context, p *Plan, start time.Time) error {
+// waitReady waits for pod's program to be ready: the engine says it is
+// healthy, or, sooner, its own probe answers. The engine runs the health
+// check only one interval after the container starts; Apply runs the
+// same command itself every probeEvery meanwhile, as a startup probe
+// does. A program that died since start fails it, naming the exit
+// status.
+func (e *Engine) waitReady(ctx context.Context, app string, pod *PodPlan, start time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	for _, pod := range p.Pods {
-		name := containerName(p.App, pod.Name, containerApp)
-		for {
-			ins, err := e.c.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
-			if err != nil {
-				return fmt.Errorf("docker: pod %s: %w", pod.Name, err)
+	name := containerName(app, pod.Name, containerApp)
+	for {
+		ins, err := e.c.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		if err != nil {
+			return e.notReady(ctx, pod, name, err)
+		}
+		st := ins.Container.State
+		if st.Health != nil && st.Health.Status == container.Healthy {
+			return nil
+		}
+		if ins.Container.RestartCount > 0 || st.Status == container.StateExited || st.Status == container.StateDead || st.Restarting {
+			status := st.ExitCode
+			if st.Running {
+				// Restarted already: the state's status is the new run's.
+				status = e.lastExit(ctx, app, name, start)
 			}
-			st := ins.Container.State
-			if st.Health != nil && st.Health.Status == container.Healthy {
-				break
-			}
-			if ins.Container.RestartCount > 0 || st.Status == container.StateExited || st.Status == container.StateDead || st.Restarting {
-				status := st.ExitCode
-				if st.Running {
-					// Restarted already: the state's status is the new run's.
-					status = e.lastExit(ctx, p.App, name, start)
-				}
-				return fmt.Errorf("docker: pod %s: its program exited with status %d before it was healthy; its last output:\n%s", pod.Name, status, e.tail(ctx, name))
-			}
-			select {
-			case <-ctx.Done():
-				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return fmt.Errorf("docker: pod %s: not healthy within %s; its last output:\n%s", pod.Name, readyTimeout, e.tail(context.Background(), name))
-				}
-				return ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-			}
+			return fmt.Errorf("docker: pod %s: its program exited with status %d before it was healthy; its last output:\n%s", pod.Name, status, e.tail(context.WithoutCancel(ctx), name))
+		}
+		if st.Running && e.probe(ctx, ins.Container.ID, ins.Container.Config.Healthcheck) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return e.notReady(ctx, pod, name, ctx.Err())
+		case <-time.After(probeEvery):
 		}
 	}
-	return nil
+}
+
+// notReady is waitReady's error once ctx ended or the engine failed.
+func (e *Engine) notReady(ctx context.Context, pod *PodPlan, name string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("docker: pod %s: not healthy within %s; its last output:\n%s", pod.Name, readyTimeout, e.tail(context.WithoutCancel(ctx), name))
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("docker: pod %s: %w", pod.Name, err)
+}
+
+// probeEvery is how often waitReady runs a starting program's probe.
+const probeEvery = 150 * time.Millisecond
+
+// probe runs the health check hc once in container id, through the
+// engine's exec API, and reports whether it exited 0. Any failure to run
+// it (the container is between runs, the engine is busy) is a no.
+func (e *Engine) probe(ctx context.Context, id string, hc *container.HealthConfig) bool {
+	if hc == nil || len(hc.Test) < 2 || hc.Test[0] != "CMD" {
+		return false
+	}
+	timeout := hc.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	x, err := e.c.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: hc.Test[1:], AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return false
+	}
+	// The attached stream ends when the probe exits.
+	r, err := e.c.ExecAttach(ctx, x.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return false
+	}
+	deadline, _ := ctx.Deadline()
+	r.Conn.SetDeadline(deadline)
+	_, err = io.Copy(io.Discard, r.Reader)
+	r.Close()
+	if err != nil {
+		return false
+	}
+	for {
+		ins, err := e.c.ExecInspect(ctx, x.ID, client.ExecInspectOptions{})
+		if err != nil {
+			return false
+		}
+		if !ins.Running {
+			return ins.ExitCode == 0
+		}
+		// The engine may record the exit just after the stream ends.
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // lastExit is the exit status of container name's last death since
