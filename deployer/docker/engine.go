@@ -80,21 +80,34 @@ func (e *Engine) podContainers(ctx context.Context, app, pod string) ([]containe
 // pods whose plan changed (by LabelSpecHash), and removes the app's
 // objects that p no longer has. It returns once every program container
 // is ready (see waitReady), with each service's URL on the host, in app
-// order. A pod that fails to start (an init container or its program
-// exits, its host port is taken) fails Apply with its exit code and last
-// log lines, and is removed; the pods started beside it stay.
+// order.
+//
+// A pod that fails to start (an init container or its program exits, its
+// host port is taken) fails Apply with its exit code and last log lines.
+// A failed Apply removes what it made: every pod it created or recreated,
+// the volumes it created and, if the app had no container before it, the
+// app's network, so that a failed first Apply leaves nothing; the pods
+// it found current stay.
 //
 // Apply leaves the programs to the engine's unless-stopped restart
 // policy, which restarts a program that crashes but not one killed
 // through the engine (docker kill), which it counts as stopped by hand:
 // only Run, which stays to supervise, restarts those.
-func (e *Engine) Apply(ctx context.Context, p *Plan) (patterns.Discovery, error) {
+func (e *Engine) Apply(ctx context.Context, p *Plan) (_ patterns.Discovery, err error) {
 	start := time.Now()
-	if err := e.network(ctx, p); err != nil {
-		return nil, err
-	}
 	existing, err := e.containers(ctx, p.App)
 	if err != nil {
+		return nil, err
+	}
+	var made made
+	defer func() {
+		if err != nil {
+			if uerr := e.undo(ctx, p.App, made, len(existing) == 0); uerr != nil {
+				err = fmt.Errorf("%w (and removing what it made: %v)", err, uerr)
+			}
+		}
+	}()
+	if err := e.network(ctx, p); err != nil {
 		return nil, err
 	}
 	byPod := map[string][]container.Summary{}
@@ -118,18 +131,12 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (patterns.Discovery, error)
 			return nil, err
 		}
 	}
-	if err := e.volumes(ctx, p); err != nil {
-		return nil, err
-	}
 	entrypoints := map[string]string{}
 	var changed []*PodPlan
 	for i := range p.Pods {
 		pod := &p.Pods[i]
 		if current(byPod[pod.Name], pod) {
 			continue
-		}
-		if err := e.removeAll(ctx, byPod[pod.Name]); err != nil {
-			return nil, err
 		}
 		if _, ok := entrypoints[pod.Image]; !ok {
 			bin, err := e.entrypoint(ctx, pod.Image)
@@ -139,6 +146,15 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (patterns.Discovery, error)
 			entrypoints[pod.Image] = bin
 		}
 		changed = append(changed, pod)
+	}
+	if made.volumes, err = e.volumes(ctx, p); err != nil {
+		return nil, err
+	}
+	for _, pod := range changed {
+		if err := e.removeAll(ctx, byPod[pod.Name]); err != nil {
+			return nil, err
+		}
+		made.pods = append(made.pods, pod.Name)
 	}
 	// Pods start together, as a cluster starts a workload's pods: each
 	// container costs the engine a few hundred milliseconds, and nothing
@@ -154,10 +170,6 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (patterns.Discovery, error)
 			err := e.createPod(gctx, p, pod, entrypoints[pod.Image])
 			<-creating
 			if err != nil {
-				// Leave nothing of a pod that failed to start.
-				if cs, lerr := e.podContainers(context.WithoutCancel(ctx), p.App, pod.Name); lerr == nil {
-					e.removeAll(context.WithoutCancel(ctx), cs)
-				}
 				return err
 			}
 			return e.waitReady(gctx, p.App, pod, start)
@@ -172,6 +184,48 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (patterns.Discovery, error)
 		return nil, err
 	}
 	return e.endpoints(ctx, p)
+}
+
+// made is what one Apply created.
+type made struct {
+	pods    []string // created or recreated
+	volumes []string
+}
+
+// undo removes what a failed Apply made, and the app's network too when
+// the app had no container before (alone). It runs after ctx has ended
+// too: a deploy interrupted while its pods start leaves nothing either.
+func (e *Engine) undo(ctx context.Context, app string, m made, alone bool) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), downTimeout)
+	defer cancel()
+	for _, pod := range m.pods {
+		cs, err := e.podContainers(ctx, app, pod)
+		if err != nil {
+			return err
+		}
+		if err := e.removeAll(ctx, cs); err != nil {
+			return err
+		}
+	}
+	for _, v := range m.volumes {
+		if _, err := e.c.VolumeRemove(ctx, v, client.VolumeRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+			return fmt.Errorf("docker: removing volume %s: %w", v, err)
+		}
+	}
+	if !alone {
+		return nil
+	}
+	// By label: a network of that name that is not kiln's stays.
+	nets, err := e.c.NetworkList(ctx, client.NetworkListOptions{Filters: appFilter(app)})
+	if err != nil {
+		return fmt.Errorf("docker: listing networks: %w", err)
+	}
+	for _, n := range nets.Items {
+		if _, err := e.c.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !isNotFound(err) {
+			return fmt.Errorf("docker: removing network %s: %w", n.Name, err)
+		}
+	}
+	return nil
 }
 
 // current reports whether cs are all of pod's containers, made from its
@@ -207,11 +261,12 @@ func (e *Engine) network(ctx context.Context, p *Plan) error {
 	return nil
 }
 
-// volumes creates the plan's volumes and removes the app's others.
-func (e *Engine) volumes(ctx context.Context, p *Plan) error {
+// volumes creates the plan's volumes and removes the app's others. It
+// returns the names of those it created, even when it fails.
+func (e *Engine) volumes(ctx context.Context, p *Plan) (made []string, err error) {
 	r, err := e.c.VolumeList(ctx, client.VolumeListOptions{Filters: appFilter(p.App)})
 	if err != nil {
-		return fmt.Errorf("docker: listing volumes: %w", err)
+		return nil, fmt.Errorf("docker: listing volumes: %w", err)
 	}
 	want := map[string]bool{}
 	for _, v := range p.Volumes {
@@ -222,7 +277,7 @@ func (e *Engine) volumes(ctx context.Context, p *Plan) error {
 		have[v.Name] = true
 		if !want[v.Name] {
 			if _, err := e.c.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil {
-				return fmt.Errorf("docker: removing volume %s: %w", v.Name, err)
+				return nil, fmt.Errorf("docker: removing volume %s: %w", v.Name, err)
 			}
 		}
 	}
@@ -232,18 +287,19 @@ func (e *Engine) volumes(ctx context.Context, p *Plan) error {
 			continue
 		}
 		if _, err := e.c.VolumeCreate(ctx, client.VolumeCreateOptions{Name: v.Name, Labels: v.Labels}); err != nil {
-			return fmt.Errorf("docker: creating volume %s: %w", v.Name, err)
+			return made, fmt.Errorf("docker: creating volume %s: %w", v.Name, err)
 		}
+		made = append(made, v.Name)
 		created[v.Pod] = append(created[v.Pod], v.Name)
 	}
 	for _, pod := range p.Pods {
 		if vs := created[pod.Name]; len(vs) > 0 {
 			if err := e.own(ctx, p, &pod, vs); err != nil {
-				return err
+				return made, err
 			}
 		}
 	}
-	return nil
+	return made, nil
 }
 
 // own makes the roots of a pod's new volumes owned by user, so that its

@@ -547,11 +547,12 @@ func TestEngineKillIsAManualStop(t *testing.T) {
 
 // TestApplyFailsNamingAPodWhoseProgramExits runs kv with an image that is
 // not a kiln program (the test sidecar, which exits 1 when nothing answers
-// on :8080): Apply fails naming the pod, the status and the output.
+// on :8080): Apply fails naming the pod, the status and the output, and
+// leaves nothing of the app, since nothing of it ran before.
 func TestApplyFailsNamingAPodWhoseProgramExits(t *testing.T) {
 	im := testImages(t)
 	e := engineFor(t, "kv-exit")
-	p, err := Render(named(example(t, "kv"), "kv-exit"), Options{Image: im["sidecar"]})
+	p, err := Render(withVolume(named(example(t, "kv"), "kv-exit")), Options{Image: im["sidecar"]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,6 +563,9 @@ func TestApplyFailsNamingAPodWhoseProgramExits(t *testing.T) {
 		t.Fatalf("Apply(a program that exits 1) = %v, want it to name a pod of kv, status 1 and its output", err)
 	}
 	t.Logf("Apply failed after %s: %.120s…", time.Since(start).Round(time.Millisecond), err)
+	if left := leftovers(t, e, "kv-exit"); len(left) > 0 {
+		t.Fatalf("after the failed Apply: %v, want no container, network or volume of kv-exit", left)
+	}
 }
 
 // TestSIGTERMToTheEntryUnderLoadLosesNothing: the router drains on
