@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kiln-dev/kiln/internal/child"
 )
 
 // Package is what `go list` says about a package kiln is asked to build.
@@ -225,6 +227,7 @@ func compile(ctx context.Context, pkg string, o CompileOptions, buildvcs string,
 	args = append(args, "--", pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = o.Dir
+	child.OwnGroup(cmd)
 	cmd.Env = env
 	stderr := &notifyBuffer{notify: working}
 	cmd.Stdout, cmd.Stderr = o.log(), stderr

@@ -595,7 +595,7 @@ func (l *lane) send(lc *laneConn, lr *laneRequest, b *backend, rh *responseHead)
 		lc.scratch = nil // one huge head should not stay with the connection
 	}
 	retry := idempotent(lr.method)
-	for attempt := 0; ; attempt++ {
+	for {
 		var reused bool
 		lc.scratch = lc.scratch[:0]
 		if bc, reused, err = l.pool.get(context.Background(), b.addr); err != nil {
@@ -607,7 +607,6 @@ func (l *lane) send(lc *laneConn, lr *laneRequest, b *backend, rh *responseHead)
 			// be sent twice must not fail there, and bytes a backend sent
 			// unasked must not become the next answer.
 			bc.Close()
-			attempt--
 			continue
 		}
 		lr.writeTo(bc.bw, b.addr, lc.ip)
@@ -621,7 +620,10 @@ func (l *lane) send(lc *laneConn, lr *laneRequest, b *backend, rh *responseHead)
 		bc.Close()
 		// A kept-alive connection the backend had closed fails before a
 		// byte of an answer; an idempotent request is safe to send again.
-		if gone || !reused || !retry || attempt > 0 || len(lc.scratch) > 0 {
+		// A backend that drains closes all its idle connections at once,
+		// so the next pooled one may fail too: each failure closes one,
+		// and a fresh connection's failure is final.
+		if gone || !reused || !retry || len(lc.scratch) > 0 {
 			return nil, gone, err
 		}
 	}

@@ -43,6 +43,6 @@ daemon.`,
 		SilenceErrors: true,
 	}
 	addVarFlag(root)
-	root.AddCommand(newRunCmd(), newDescribeCmd(), newValidateCmd(), newBuildCmd(), newRenderCmd(), newDeployCmd(), newDownCmd(), newVMCmd(), newEjectCmd())
+	root.AddCommand(newRunCmd(), newDevCmd(), newDescribeCmd(), newValidateCmd(), newBuildCmd(), newRenderCmd(), newDeployCmd(), newDownCmd(), newVMCmd(), newEjectCmd())
 	return root
 }

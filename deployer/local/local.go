@@ -66,6 +66,7 @@ type Endpoint = patterns.Endpoint
 type Process struct {
 	Name     string // "kv/shard-1"
 	Workload string // "kv-shard"
+	Binary   string
 	Index    int
 	Addr     string // 127.0.0.1:port
 	PID      int    // 0 while restarting
@@ -235,7 +236,7 @@ func (d *Deployment) Processes() []Process {
 	out := make([]Process, len(procs))
 	for i, p := range procs {
 		p.mu.Lock()
-		out[i] = Process{Name: p.name, Workload: p.workload.Name(), Index: p.index, Addr: p.addr, PID: p.pid, Restarts: p.restarts}
+		out[i] = Process{Name: p.name, Workload: p.workload.Name(), Binary: p.bin, Index: p.index, Addr: p.addr, PID: p.pid, Restarts: p.restarts}
 		p.mu.Unlock()
 	}
 	return out

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kiln-dev/kiln/internal/testbin"
+)
+
+// devModule writes a module of its own holding examples/kv (its main
+// package, and the store as package store of the same module) that uses
+// this tree's kiln, and returns its directory.
+func devModule(t *testing.T) string {
+	t.Helper()
+	root, err := testbin.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mainSrc, err := os.ReadFile(filepath.Join(root, "examples/kv/main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeSrc, err := os.ReadFile(filepath.Join(root, "examples/annotated/kv/kv.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"go.mod": "module example.com/kvdev\n\ngo 1.26\n\nrequire github.com/kiln-dev/kiln v0.0.0\n\nreplace github.com/kiln-dev/kiln => " + root + "\n",
+		"go.sum": string(sum),
+		"main.go": strings.NewReplacer(
+			"github.com/kiln-dev/kiln/examples/annotated/kv", "example.com/kvdev/store",
+			"kv.New()", "store.New()").Replace(string(mainSrc)),
+		"store/kv.go": strings.Replace(string(storeSrc), "package kv", "package store", 1),
+		"README.md":   "notes\n",
+		".git/HEAD":   "ref: refs/heads/main\n",
+	}
+	for name, src := range files {
+		write(t, filepath.Join(dir, name), src)
+	}
+	// The requirements kiln brings, from the module cache.
+	tidy := exec.Command("go", "mod", "tidy")
+	tidy.Dir = dir
+	if b, err := tidy.CombinedOutput(); err != nil {
+		t.Fatalf("go mod tidy: %v\n%s", err, b)
+	}
+	return dir
+}
+
+func write(t *testing.T, path, src string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func edit(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s has no %q", path, old)
+	}
+	write(t, path, strings.Replace(string(b), old, new, 1))
+}
+
+// devOutput collects a kiln dev's output lines.
+type devOutput struct {
+	mu    sync.Mutex
+	lines []string
+	next  int // the first line waitFor has not looked at
+}
+
+func (o *devOutput) read(r io.Reader) {
+	s := bufio.NewScanner(r)
+	for s.Scan() {
+		o.mu.Lock()
+		o.lines = append(o.lines, s.Text())
+		o.mu.Unlock()
+	}
+}
+
+// waitFor returns the first line after the ones already looked at that
+// matches re, waiting up to within.
+func (o *devOutput) waitFor(t *testing.T, re string, within time.Duration) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		o.mu.Lock()
+		for ; o.next < len(o.lines); o.next++ {
+			if rx.MatchString(o.lines[o.next]) {
+				l := o.lines[o.next]
+				o.next++
+				o.mu.Unlock()
+				return l
+			}
+		}
+		o.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no line matching %q within %s; output:\n%s", re, within, o.String())
+	return ""
+}
+
+// since returns the kiln: lines printed after the ones looked at.
+func (o *devOutput) since() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, l := range o.lines[o.next:] {
+		if strings.HasPrefix(l, "kiln:") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (o *devOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return strings.Join(o.lines, "\n")
+}
+
+// startDev runs kiln dev in dir and returns it, its output and the
+// entry's URL.
+func startDev(t *testing.T, dir string, args ...string) (*exec.Cmd, *devOutput, string) {
+	t.Helper()
+	cmd := kiln(t)(append([]string{"dev"}, args...)...)
+	cmd.Dir = dir
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	out := &devOutput{}
+	go out.read(pr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		pw.Close()
+	})
+	line := out.waitFor(t, `^kiln: kv serving at http://127\.0\.0\.1:\d+$`, 90*time.Second)
+	out.waitFor(t, `^kiln: built and started in .* watching \d+ files`, 10*time.Second)
+	return cmd, out, strings.TrimPrefix(line, "kiln: kv serving at ")
+}
+
+func answer(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
+
+// TestDevSwapsEachSaveUnderLoad edits a copy of examples/kv under kiln dev
+// while 200 requests a second reach its entry: a spec change in the main
+// package, a change to an imported package of the module and a save by
+// rename each give the new answer; scratch files, .git and files outside
+// the build rebuild nothing; a syntax error prints the compiler's
+// position and keeps the last good build; no request fails throughout.
+func TestDevSwapsEachSaveUnderLoad(t *testing.T) {
+	dir := devModule(t)
+	_, out, entry := startDev(t, dir)
+	if got := answer(t, entry+"/kv/x"); got != "no such key: x" {
+		t.Fatalf("GET /kv/x = %q", got)
+	}
+	stop := make(chan struct{})
+	loaded := make(chan testbin.Loaded, 1)
+	go func() { loaded <- testbin.Paced(entry+"/kv/x", 200, 5*time.Second, stop) }()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+	}()
+
+	// 1. The main package: a fourth shard.
+	edit(t, filepath.Join(dir, "main.go"), "shards := 3", "shards := 4")
+	l := out.waitFor(t, `^kiln: change main\.go → build .* → swap .* → serving`, 60*time.Second)
+	if !strings.Contains(l, "started 1: kv/shard-3") {
+		t.Errorf("after adding a shard: %s; want it to say it started kv/shard-3", l)
+	}
+	// 2. An imported package of the same module.
+	edit(t, filepath.Join(dir, "store/kv.go"), "no such key: ", "missing key: ")
+	out.waitFor(t, `^kiln: change store/kv\.go → build .* → serving \(replaced 5`, 60*time.Second)
+	if got := answer(t, entry+"/kv/x"); got != "missing key: x" {
+		t.Errorf("after editing package store: GET /kv/x = %q, want the new message", got)
+	}
+	// 3. A save by rename, as JetBrains' safe write does it.
+	b, _ := os.ReadFile(filepath.Join(dir, "store/kv.go"))
+	tmp := filepath.Join(dir, "store/kv.go___jb_tmp___")
+	write(t, tmp, strings.Replace(string(b), "missing key: ", "absent key: ", 1))
+	if err := os.Rename(tmp, filepath.Join(dir, "store/kv.go")); err != nil {
+		t.Fatal(err)
+	}
+	out.waitFor(t, `^kiln: change store/kv\.go → build .* → serving`, 60*time.Second)
+	if got := answer(t, entry+"/kv/x"); got != "absent key: x" {
+		t.Errorf("after a save by rename: GET /kv/x = %q, want the new message", got)
+	}
+	// 4. Nothing the build reads.
+	for _, name := range []string{"README.md", ".git/HEAD", "store/.kv.go.swp", "store/4913", "store/kv.go~", "store/.#kv.go", "store/kv_test.go", "notes/todo.go"} {
+		write(t, filepath.Join(dir, name), "package store // "+name+"\n")
+	}
+	time.Sleep(2 * time.Second)
+	if lines := out.since(); len(lines) > 0 {
+		t.Errorf("changes outside the build started one:\n%s", strings.Join(lines, "\n"))
+	}
+	// 5. A syntax error.
+	edit(t, filepath.Join(dir, "store/kv.go"), "func New() http.Handler {", "func New() http.Handler {\n\tx :=")
+	out.waitFor(t, `^kiln: change store/kv\.go → build failed .* the last good build keeps serving`, 60*time.Second)
+	out.waitFor(t, `^store/kv\.go:\d+:\d+: `, 5*time.Second)
+	if got := answer(t, entry+"/kv/x"); got != "absent key: x" {
+		t.Errorf("after a syntax error: GET /kv/x = %q, want the last good build's answer", got)
+	}
+	close(stop)
+	ld := <-loaded
+	t.Logf("load across the swaps: %d answered, %d failed", ld.OK, ld.Failed)
+	if ld.Failed > 0 || ld.OK < 500 {
+		t.Errorf("load across the swaps: %d answered, %d failed (first: %s); want none failed", ld.OK, ld.Failed, ld.First)
+	}
+}
+
+// TestDevCtrlCDuringABuildLeavesNothing: Ctrl-C while go build runs stops
+// kiln dev, the build and every process of the topology.
+func TestDevCtrlCDuringABuildLeavesNothing(t *testing.T) {
+	dir := devModule(t)
+	cmd, out, _ := startDev(t, dir)
+	pids := regexp.MustCompile(`pid=(\d+)`).FindAllStringSubmatch(out.String(), -1)
+	if len(pids) != 4 {
+		t.Fatalf("%d processes said they serve, want 4:\n%s", len(pids), out)
+	}
+	// A change to every package's code makes go build compile for a while.
+	edit(t, filepath.Join(dir, "store/kv.go"), "no such key: ", "missing key: ")
+	time.Sleep(400 * time.Millisecond)
+	if err := testbin.Interrupt(cmd, 20*time.Second); err != nil {
+		t.Fatalf("kiln dev after Ctrl-C: %v\n%s", err, out)
+	}
+	if strings.Contains(out.String(), "→ serving") {
+		t.Log("the build ended before Ctrl-C reached it")
+	}
+	for _, m := range pids {
+		if _, err := os.Stat("/proc/" + m[1]); err == nil {
+			t.Errorf("process %s outlived kiln dev", m[1])
+		}
+	}
+	// Nothing of the build either: go build's compilers name the package.
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), "example.com/kvdev") {
+			t.Errorf("process %s outlived kiln dev: %s", e.Name(), strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+}

@@ -1,0 +1,188 @@
+// Package dev is kiln's development loop: it watches the files an app is
+// built from and, on a change, rebuilds the app and swaps the running
+// topology over to the new build, which goes into service only once it is
+// ready. A build that fails leaves the last good one serving.
+//
+// What a build is and how it is swapped in belong to the caller (the CLI
+// builds packages and descriptors, and swaps on each target): the loop
+// owns watching, debouncing, ordering and reporting.
+package dev
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A Build is one build of the app.
+type Build struct {
+	// Files are the files the build read: the next change to one of them
+	// (or a new Go file in one of their packages) starts the next build.
+	Files []string
+	// Swap puts the build into service (the first one starts the app)
+	// and says in a few words what it did. nil for a failed build.
+	Swap func(ctx context.Context) (string, error)
+}
+
+// A Builder builds the app as its sources are now. When the build fails it
+// returns the error and, when it knows them, the files to wait on for a
+// fix, in a Build with no Swap.
+type Builder func(ctx context.Context) (*Build, error)
+
+// Options configure the loop.
+type Options struct {
+	// Debounce is how long the sources must stay unchanged before a build
+	// starts, so that a burst of saves gives one build; 0 means 100ms.
+	Debounce time.Duration
+	// Ignore says which paths never trigger a build; nil means Ignored.
+	Ignore func(path string) bool
+	// Poll, when positive, looks at the files at this interval instead of
+	// asking the system for events (for file systems that give none, such
+	// as some network and VM-shared ones).
+	Poll time.Duration
+	// Output receives one line per build; nil means os.Stderr.
+	Output io.Writer
+}
+
+// Run builds and starts the app, then rebuilds and swaps it on every
+// change, until ctx ends. It returns an error only if the first build
+// cannot say which files to watch, the first swap (the start) fails, or
+// the watcher cannot be set up at all.
+func Run(ctx context.Context, build Builder, o Options) error {
+	if o.Debounce <= 0 {
+		o.Debounce = 100 * time.Millisecond
+	}
+	if o.Ignore == nil {
+		o.Ignore = Ignored
+	}
+	if o.Output == nil {
+		o.Output = os.Stderr
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(o.Output, "kiln: "+format+"\n", args...) }
+
+	start := time.Now()
+	b, err := build(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	var files []string
+	switch {
+	case err == nil:
+		files = b.Files
+		if _, err := b.Swap(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		say("built and started in %s; watching %d files for changes", seconds(time.Since(start)), len(files))
+	case b != nil && len(b.Files) > 0:
+		files = b.Files
+		say("the first build failed; fix it and save, and kiln builds again:\n%s", err)
+	default:
+		return err
+	}
+
+	w, err := newWatcher(files, o.Ignore, o.Poll, func(msg string) { say("%s", msg) })
+	if err != nil {
+		return err
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go w.run(wctx, func(msg string) { say("%s", msg) })
+
+	for {
+		changed, ok := settle(ctx, w.changes, o.Debounce)
+		if !ok {
+			return nil
+		}
+		what := "change " + describe(changed)
+		t0 := time.Now()
+		b, err := build(ctx)
+		took := time.Since(t0)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if b != nil && len(b.Files) > 0 {
+			if werr := w.watch(b.Files); werr != nil {
+				say("%s", werr)
+			}
+		}
+		if err != nil {
+			say("%s → build failed after %s; the last good build keeps serving:\n%s", what, seconds(took), strings.TrimRight(err.Error(), "\n"))
+			continue
+		}
+		t1 := time.Now()
+		summary, err := b.Swap(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			say("%s → build %s → swap failed after %s, rolled back; the last good build keeps serving:\n%s", what, seconds(took), seconds(time.Since(t1)), strings.TrimRight(err.Error(), "\n"))
+			continue
+		}
+		if summary != "" {
+			summary = " (" + summary + ")"
+		}
+		say("%s → build %s → swap %s → serving%s", what, seconds(took), seconds(time.Since(t1)), summary)
+	}
+}
+
+// settle waits for a change, then until changes have stopped for quiet,
+// and returns the paths that changed. ok is false once ctx has ended.
+func settle(ctx context.Context, changes <-chan string, quiet time.Duration) (paths []string, ok bool) {
+	add := func(p string) {
+		if p != "" && !slices.Contains(paths, p) {
+			paths = append(paths, p)
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return nil, false
+	case p := <-changes:
+		add(p)
+	}
+	t := time.NewTimer(quiet)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case p := <-changes:
+			add(p)
+			t.Reset(quiet)
+		case <-t.C:
+			return paths, true
+		}
+	}
+}
+
+// describe names the changed files briefly, relative to the working
+// directory when they are under it.
+func describe(paths []string) string {
+	if len(paths) == 0 {
+		return "(events lost)"
+	}
+	name := paths[0]
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, name); err == nil && !strings.HasPrefix(rel, "..") {
+			name = rel
+		}
+	}
+	if len(paths) > 1 {
+		name += " and " + strconv.Itoa(len(paths)-1) + " more"
+	}
+	return name
+}
+
+// seconds prints d as "0.41 s".
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s"
+}
+
