@@ -185,4 +185,3 @@ func describe(paths []string) string {
 func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s"
 }
-
