@@ -1,0 +1,214 @@
+package dev
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestIgnored(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"/src/app/main.go", false},
+		{"/src/app/go.mod", false},
+		{"/src/app/kiln.hcl", false},
+		{"/src/app/4913", true},           // vim's write probe
+		{"/src/app/.main.go.swp", true},   // vim
+		{"/src/app/.main.go.swx", true},   // vim
+		{"/src/app/main.go~", true},       // vim and emacs backups
+		{"/src/app/.#main.go", true},      // emacs lock
+		{"/src/app/#main.go#", true},      // emacs autosave
+		{"/src/app/main.go___jb_tmp___", true},
+		{"/src/app/main.go___jb_old___", true},
+		{"/src/app/.git/index", true},
+		{"/src/app/.git/refs/heads/main", true},
+		{"/src/app/gitops/main.go", false},
+	} {
+		if got := Ignored(tc.path); got != tc.want {
+			t.Errorf("Ignored(%q) = %v, want %v", tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestFileSetMatters(t *testing.T) {
+	s := newFileSet([]string{"/m/main.go", "/m/store/kv.go", "/m/go.mod", "/m/static/index.html"})
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"/m/main.go", true},
+		{"/m/store/kv.go", true},
+		{"/m/static/index.html", true}, // embedded
+		{"/m/store/new.go", true},      // a new file of a package
+		{"/m/store/kv_test.go", false}, // tests are not built
+		{"/m/store/notes.txt", false},
+		{"/m/static/other.html", false}, // not embedded
+		{"/m/README.md", false},
+		{"/m/cmd/tool/main.go", false}, // a package the build does not read
+		{"/m/store/.#kv.go", false},
+	} {
+		if got := s.matters(tc.path, Ignored); got != tc.want {
+			t.Errorf("matters(%q) = %v, want %v", tc.path, got, tc.want)
+		}
+	}
+}
+
+// loop runs Run over a real directory with a Builder that records each
+// build, and returns a function that waits for the nth build.
+type loop struct {
+	dir    string
+	mu     sync.Mutex
+	builds int
+	fail   bool
+	out    bytes.Buffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startLoop(t *testing.T, o Options) *loop {
+	t.Helper()
+	l := &loop{dir: t.TempDir(), done: make(chan error, 1)}
+	for _, f := range []string{"main.go", "go.mod"} {
+		os.WriteFile(filepath.Join(l.dir, f), []byte("package main\n"), 0o644)
+	}
+	files := []string{filepath.Join(l.dir, "main.go"), filepath.Join(l.dir, "go.mod")}
+	build := func(ctx context.Context) (*Build, error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.builds++
+		if l.fail {
+			return &Build{Files: files}, errors.New("main.go:3:1: syntax error")
+		}
+		return &Build{Files: files, Swap: func(context.Context) (string, error) { return "swapped", nil }}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	o.Output = &syncWriter{w: &l.out, mu: &l.mu}
+	go func() { l.done <- Run(ctx, build, o) }()
+	t.Cleanup(func() { cancel(); <-l.done })
+	l.waitBuilds(t, 1)
+	time.Sleep(100 * time.Millisecond) // the watcher is set up
+	return l
+}
+
+type syncWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+func (l *loop) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.builds
+}
+
+func (l *loop) waitBuilds(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.count() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d builds, want %d; output:\n%s", l.count(), n, l.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (l *loop) output() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.out.String()
+}
+
+func (l *loop) write(t *testing.T, name, src string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(l.dir, name)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.dir, name), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunBuildsOncePerBurst: on either watcher, a burst of saves gives one
+// build; a save by rename is seen; scratch files, .git and files the build
+// does not read give none.
+func TestRunBuildsOncePerBurst(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"events", Options{Debounce: 150 * time.Millisecond}},
+		{"polling", Options{Debounce: 150 * time.Millisecond, Poll: 50 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := startLoop(t, tc.o)
+			for i := range 5 {
+				l.write(t, "main.go", "package main // "+strings.Repeat("x", i+1)+"\n")
+				time.Sleep(20 * time.Millisecond)
+			}
+			l.waitBuilds(t, 2)
+			time.Sleep(500 * time.Millisecond)
+			if n := l.count(); n != 2 {
+				t.Fatalf("a burst of 5 saves gave %d builds, want 1", n-1)
+			}
+			// vim: write 4913, rename main.go to main.go~, write a new main.go.
+			l.write(t, "4913", "")
+			os.Remove(filepath.Join(l.dir, "4913"))
+			os.Rename(filepath.Join(l.dir, "main.go"), filepath.Join(l.dir, "main.go~"))
+			l.write(t, "main.go", "package main // by rename\n")
+			l.waitBuilds(t, 3)
+			time.Sleep(300 * time.Millisecond)
+			for _, name := range []string{".main.go.swp", "main.go~", ".#main.go", ".git/index", "README.md", "main_test.go", "sub/other.go"} {
+				l.write(t, name, "x")
+			}
+			time.Sleep(600 * time.Millisecond)
+			if n := l.count(); n != 3 {
+				t.Fatalf("scratch files and files outside the build gave %d builds, want none:\n%s", n-3, l.output())
+			}
+			// A new Go file in the package is part of the build.
+			l.write(t, "util.go", "package main\n")
+			l.waitBuilds(t, 4)
+			if !strings.Contains(l.output(), "/util.go → build") {
+				t.Errorf("output lacks the change line:\n%s", l.output())
+			}
+		})
+	}
+}
+
+// TestRunKeepsGoingAfterAFailedBuild: a failed build is reported with its
+// error, and the next save builds again.
+func TestRunKeepsGoingAfterAFailedBuild(t *testing.T) {
+	l := startLoop(t, Options{Debounce: 50 * time.Millisecond})
+	l.mu.Lock()
+	l.fail = true
+	l.mu.Unlock()
+	l.write(t, "main.go", "package main\nfunc")
+	l.waitBuilds(t, 2)
+	time.Sleep(100 * time.Millisecond)
+	if out := l.output(); !strings.Contains(out, "build failed after") || !strings.Contains(out, "main.go:3:1: syntax error") {
+		t.Fatalf("output:\n%s\nwant the failure and the compiler's position", out)
+	}
+	l.mu.Lock()
+	l.fail = false
+	l.mu.Unlock()
+	l.write(t, "main.go", "package main\n")
+	l.waitBuilds(t, 3)
+	time.Sleep(100 * time.Millisecond)
+	if out := l.output(); !strings.Contains(out, "→ serving (swapped)") {
+		t.Fatalf("output:\n%s\nwant the fixed build swapped in", out)
+	}
+}
