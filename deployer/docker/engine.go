@@ -729,7 +729,11 @@ func (e *Engine) removeAll(ctx context.Context, cs []container.Summary) error {
 			<-errs // a container that will not stop is removed by force below
 		}
 	}
-	// Sidecars and programs before their holders.
+	return e.remove(ctx, cs)
+}
+
+// remove removes cs by force, sidecars and programs before their holders.
+func (e *Engine) remove(ctx context.Context, cs []container.Summary) error {
 	slices.SortStableFunc(cs, func(a, b container.Summary) int {
 		ha, hb := a.Labels[LabelContainer] == containerHolder, b.Labels[LabelContainer] == containerHolder
 		switch {

@@ -38,8 +38,12 @@ const downTimeout = time.Minute
 // from 100ms to 5s (reset once a container has stayed up 10s), logging
 // "process exited; restarting" to o.Output. A container that exits with
 // status 2 refuses its configuration: it is not restarted, by Run nor by
-// the engine. Apply alone (kiln deploy --target docker) has no such
-// driver and relies on the restart policy only.
+// the engine. A pod whose holder dies, by a crash or through the engine,
+// has lost its network namespace, which its program and sidecars joined:
+// Run removes the whole pod and creates it again, with the same backoff,
+// logging "pod's holder exited; recreating the pod". Apply alone (kiln
+// deploy --target docker) has no such driver and relies on the restart
+// policy only.
 func Run(ctx context.Context, app *spec.App, o Options, stdout io.Writer) error {
 	if o.Output == nil {
 		o.Output = os.Stderr
@@ -99,10 +103,14 @@ func Run(ctx context.Context, app *spec.App, o Options, stdout io.Writer) error 
 	return nil
 }
 
-// watched is one program or sidecar container that supervise restarts.
+// watched is one program, sidecar or holder container that supervise
+// restarts (a holder by recreating its pod).
 type watched struct {
+	pod       *PodPlan
 	process   string // the pod's process: "kv/shard-1"
-	container string // its LabelContainer: "app" or the sidecar's name
+	container string // its LabelContainer: "app", "holder" or the sidecar's name
+	// recreating is the pod's, held while its pod is recreated.
+	recreating *sync.Mutex
 
 	// run serialises the handling of the container's deaths.
 	run     sync.Mutex
@@ -115,10 +123,11 @@ type watched struct {
 // restart is under way.
 func (e *Engine) supervise(ctx context.Context, p *Plan, log *slog.Logger, applied <-chan struct{}) {
 	byName := map[string]*watched{}
-	for _, pod := range p.Pods {
-		byName[containerName(p.App, pod.Name, containerApp)] = &watched{process: pod.Process, container: containerApp}
-		for _, c := range pod.Sidecars {
-			byName[containerName(p.App, pod.Name, c.Name)] = &watched{process: pod.Process, container: c.Name}
+	for i := range p.Pods {
+		pod := &p.Pods[i]
+		recreating := &sync.Mutex{}
+		for _, c := range append([]string{containerHolder, containerApp}, sidecarNames(pod)...) {
+			byName[containerName(p.App, pod.Name, c)] = &watched{pod: pod, process: pod.Process, container: c, recreating: recreating}
 		}
 	}
 	var wg sync.WaitGroup
@@ -145,10 +154,15 @@ func (e *Engine) supervise(ctx context.Context, p *Plan, log *slog.Logger, appli
 					continue
 				}
 				status, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
+				d := death{name: m.Actor.Attributes["name"], id: m.Actor.ID, status: status, at: time.Unix(0, m.TimeNano)}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					e.restart(ctx, m.Actor.Attributes["name"], w, status, log, applied)
+					if w.container == containerHolder {
+						e.recreate(ctx, p, d, w, log, applied)
+					} else {
+						e.restart(ctx, d, w, log, applied)
+					}
 				}()
 			}
 		}
@@ -159,8 +173,23 @@ func (e *Engine) supervise(ctx context.Context, p *Plan, log *slog.Logger, appli
 	}
 }
 
-// restart handles one death of w's container, which exited with status.
-func (e *Engine) restart(ctx context.Context, name string, w *watched, status int, log *slog.Logger, applied <-chan struct{}) {
+func sidecarNames(pod *PodPlan) []string {
+	var out []string
+	for _, c := range pod.Sidecars {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// death is one die event of a container.
+type death struct {
+	name, id string // the container's
+	status   int
+	at       time.Time
+}
+
+// restart handles one death of w's container.
+func (e *Engine) restart(ctx context.Context, d death, w *watched, log *slog.Logger, applied <-chan struct{}) {
 	w.run.Lock()
 	defer w.run.Unlock()
 	select {
@@ -168,14 +197,22 @@ func (e *Engine) restart(ctx context.Context, name string, w *watched, status in
 		return
 	case <-applied:
 	}
+	status, name := d.status, d.name
 	attrs := []any{"process", w.process, "container", w.container, "status", "exit status " + strconv.Itoa(status)}
 	for {
+		// Not while its pod is recreated: the pod's containers die then
+		// for good, and others replace them.
+		w.recreating.Lock()
 		ins, err := e.c.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		w.recreating.Unlock()
 		if err != nil {
 			if ctx.Err() == nil && !isNotFound(err) {
 				log.Error("cannot inspect container", append(attrs, "err", err)...)
 			}
 			return
+		}
+		if ins.Container.ID != d.id {
+			return // its pod was recreated since
 		}
 		st := ins.Container.State
 		if status == restart.ExitUsage {
@@ -204,10 +241,72 @@ func (e *Engine) restart(ctx context.Context, name string, w *watched, status in
 			return
 		case <-time.After(backoff):
 		}
-		_, err = e.c.ContainerStart(ctx, name, client.ContainerStartOptions{})
+		_, err = e.c.ContainerStart(ctx, d.id, client.ContainerStartOptions{})
 		if err == nil || ctx.Err() != nil || isNotFound(err) {
 			return
 		}
 		log.Error("cannot start container", append(attrs, "err", err)...)
 	}
+}
+
+// recreate handles one death of the holder of w's pod. The engine may
+// have restarted the holder already, but with a new network namespace,
+// which the pod's other containers did not join: the pod is removed and
+// created again, as Apply creates it.
+func (e *Engine) recreate(ctx context.Context, p *Plan, d death, w *watched, log *slog.Logger, applied <-chan struct{}) {
+	w.run.Lock()
+	defer w.run.Unlock()
+	select {
+	case <-ctx.Done():
+		return
+	case <-applied:
+	}
+	w.recreating.Lock()
+	defer w.recreating.Unlock()
+	attrs := []any{"process", w.process, "container", w.container, "status", "exit status " + strconv.Itoa(d.status)}
+	ins, err := e.c.ContainerInspect(ctx, d.name, client.ContainerInspectOptions{})
+	if err != nil {
+		if ctx.Err() == nil && !isNotFound(err) {
+			log.Error("cannot inspect container", append(attrs, "err", err)...)
+		}
+		return
+	}
+	if ins.Container.ID != d.id {
+		return // recreated since, by Apply or an earlier death
+	}
+	// The pod's age stands for its uptime: a holder the engine restarted
+	// has a new start time but the same pod.
+	created, _ := time.Parse(time.RFC3339Nano, ins.Container.Created)
+	backoff := w.backoff.Next(d.at.Sub(created))
+	log.Warn("pod's holder exited; recreating the pod", append(attrs, "in", backoff)...)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		err := e.recreatePod(ctx, p, w.pod)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		log.Error("cannot recreate the pod", append(attrs, "err", err)...)
+		backoff = w.backoff.Next(0)
+	}
+}
+
+// recreatePod removes pod's containers at once, since a pod without its
+// network has nothing to drain, and creates it again.
+func (e *Engine) recreatePod(ctx context.Context, p *Plan, pod *PodPlan) error {
+	cs, err := e.podContainers(ctx, p.App, pod.Name)
+	if err != nil {
+		return err
+	}
+	if err := e.remove(ctx, cs); err != nil {
+		return err
+	}
+	bin, err := e.entrypoint(ctx, pod.Image)
+	if err != nil {
+		return err
+	}
+	return e.createPod(ctx, p, pod, bin)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
 
@@ -378,5 +379,70 @@ func TestRunRemovesWhatAKilledRunLeft(t *testing.T) {
 	}
 	if rest := leftovers(t, e, "kv-leftover"); len(rest) > 0 {
 		t.Fatalf("after Run: %v", rest)
+	}
+}
+
+// keyOn PUTs keys through kv until one lands on shard, and returns it.
+func keyOn(t *testing.T, kv, shard string) string {
+	t.Helper()
+	for i := range 100 {
+		k := fmt.Sprintf("k%d", i)
+		if resp, _ := do(t, "PUT", kv+"/kv/"+k, "v"); resp.Header.Get(patterns.HeaderBackend) == shard {
+			return k
+		}
+	}
+	t.Fatalf("no key of 100 landed on %s", shard)
+	return ""
+}
+
+// TestRunRecreatesAPodWhoseHolderDied: killing a shard's holder takes its
+// pod's network with it; Run makes the pod again, and the shard's keys
+// are answered by it once more (empty: a shard keeps its keys in memory).
+func TestRunRecreatesAPodWhoseHolderDied(t *testing.T) {
+	im := testImages(t)
+	e := engineFor(t, "kv-holder")
+	r := startRun(t, named(example(t, "kv"), "kv-holder"), Options{Image: im["kv"]})
+	kv := r.urls["kv"]
+	key := keyOn(t, kv, "shard-1")
+	holder := inspect(t, e, "kv-holder", "kv-shard-1", containerHolder).ID
+	killed := kill(t, e, "kv-holder", "kv-shard-1", containerHolder)
+	// Each GET on a fresh connection: one kept alive to the old pod leads
+	// nowhere.
+	start := time.Now()
+	for {
+		resp, body, err := try("GET", kv+"/kv/"+key, 3*time.Second)
+		if err == nil && resp.StatusCode == 404 && resp.Header.Get(patterns.HeaderBackend) == "shard-1" {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			if err == nil {
+				err = fmt.Errorf("%d %q from %q", resp.StatusCode, body, resp.Header.Get(patterns.HeaderBackend))
+			}
+			t.Fatalf("GET /kv/%s not answered by a new shard-1 within a minute of killing its holder; last: %v; Run's output:\n%s", key, err, r.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("kv/shard-1 answered again %s after its holder was killed", time.Since(killed).Round(time.Millisecond))
+	if now := inspect(t, e, "kv-holder", "kv-shard-1", containerHolder).ID; now == holder {
+		t.Errorf("kv-shard-1's holder is the killed one, %.12s; want a new pod", holder)
+	}
+	if resp, body := do(t, "PUT", kv+"/kv/"+key, "again"); resp.StatusCode != 204 || resp.Header.Get(patterns.HeaderBackend) != "shard-1" {
+		t.Fatalf("PUT /kv/%s after the recreate = %d %q from %q, want 204 from shard-1", key, resp.StatusCode, body, resp.Header.Get(patterns.HeaderBackend))
+	}
+	if resp, body := do(t, "GET", kv+"/kv/"+key, ""); resp.StatusCode != 200 || body != "again" {
+		t.Fatalf("GET /kv/%s after the recreate = %d %q, want 200 again", key, resp.StatusCode, body)
+	}
+	want := `msg="pod's holder exited; recreating the pod" process=kv/shard-1 container=holder status="exit status 137" in=100ms`
+	if !strings.Contains(r.logs.String(), want) {
+		t.Errorf("Run's output has no %q:\n%s", want, r.logs.String())
+	}
+	if strings.Contains(r.logs.String(), `msg="process exited; restarting" process=kv/shard-1`) {
+		t.Errorf("Run restarted a container of the pod it recreated:\n%s", r.logs.String())
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftovers(t, e, "kv-holder"); len(left) > 0 {
+		t.Errorf("after Run: %v, want nothing", left)
 	}
 }
