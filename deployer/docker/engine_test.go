@@ -61,17 +61,48 @@ func buildImages() (map[string]string, error) {
 		{"spread", "./examples/spread", "docker-test"},
 		{"sidecar", "./deployer/docker/testdata/sidecar", "docker-test"},
 	} {
-		res, err := builder.Build(ctx, b.pkg, builder.Options{Dir: root})
+		ref, err := buildImage(ctx, root, b.pkg, b.tag)
 		if err != nil {
-			return nil, fmt.Errorf("building %s: %w", b.pkg, err)
+			return nil, err
 		}
-		pub, err := publish.Publish(ctx, res, publish.Target{Kind: publish.Engine}, publish.Options{Tag: b.tag})
-		if err != nil {
-			return nil, fmt.Errorf("loading %s: %w", b.pkg, err)
-		}
-		out[b.name] = pub.Ref
+		out[b.name] = ref
 	}
 	return out, nil
+}
+
+// buildImage builds pkg FROM scratch and loads it into the engine as tag.
+func buildImage(ctx context.Context, root, pkg, tag string) (string, error) {
+	res, err := builder.Build(ctx, pkg, builder.Options{Dir: root})
+	if err != nil {
+		return "", fmt.Errorf("building %s: %w", pkg, err)
+	}
+	pub, err := publish.Publish(ctx, res, publish.Target{Kind: publish.Engine}, publish.Options{Tag: tag})
+	if err != nil {
+		return "", fmt.Errorf("loading %s: %w", pkg, err)
+	}
+	return pub.Ref, nil
+}
+
+// exampleImages are the images of the examples that only their own test
+// runs, each built the first time a test asks for it.
+var exampleImages sync.Map // name → func() (string, error)
+
+func exampleImage(t *testing.T, name string) string {
+	t.Helper()
+	build, _ := exampleImages.LoadOrStore(name, sync.OnceValues(func() (string, error) {
+		root, err := testbin.Root()
+		if err != nil {
+			return "", err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		return buildImage(ctx, root, "./examples/"+name, "docker-test")
+	}))
+	ref, err := build.(func() (string, error))()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 // engineFor connects to the engine, or skips (fails under KILN_E2E=require),
@@ -110,7 +141,7 @@ func apply(t *testing.T, e *Engine, app *spec.App, o Options) (*Plan, patterns.D
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("Apply(%s): %d pods healthy in %s", app.Name, len(p.Pods), time.Since(start).Round(time.Millisecond))
+	t.Logf("Apply(%s): %d pods ready in %s", app.Name, len(p.Pods), time.Since(start).Round(time.Millisecond))
 	return p, d
 }
 
@@ -208,6 +239,45 @@ func TestShopServesThroughContainers(t *testing.T) {
 		ins.HostConfig.RestartPolicy.Name != container.RestartPolicyUnlessStopped || !strings.HasPrefix(string(ins.HostConfig.NetworkMode), "container:") {
 		t.Errorf("catalog-leaf-2's program: user %q, read-only %v, cap-drop %v, restart %q, network %q; want %s, true, [ALL], unless-stopped, container:HOLDER",
 			ins.Config.User, ins.HostConfig.ReadonlyRootfs, ins.HostConfig.CapDrop, ins.HostConfig.RestartPolicy.Name, ins.HostConfig.NetworkMode, user)
+	}
+}
+
+func TestHelloServesThroughContainers(t *testing.T) {
+	e := engineFor(t, "hello-serve")
+	_, d := apply(t, e, named(example(t, "hello"), "hello-serve"), Options{Image: exampleImage(t, "hello")})
+	hello := url(t, d, "hello")
+	// The entry takes turns: nine requests, three for each replica.
+	count := map[string]int{}
+	for range 9 {
+		resp, body := do(t, "GET", hello+"/?name=ann", "")
+		backend := resp.Header.Get(patterns.HeaderBackend)
+		if want := fmt.Sprintf("hello, ann, from replica %s\n", strings.TrimPrefix(backend, "replica-")); resp.StatusCode != 200 || body != want {
+			t.Fatalf("GET /?name=ann = %d %q from %q, want 200 %q", resp.StatusCode, body, backend, want)
+		}
+		count[backend]++
+	}
+	if len(count) != 3 || count["replica-0"] != 3 || count["replica-1"] != 3 || count["replica-2"] != 3 {
+		t.Fatalf("9 requests went to %v, want 3 to each of replica-0, -1 and -2", count)
+	}
+}
+
+func TestSearchGathersEveryLeafThroughContainers(t *testing.T) {
+	e := engineFor(t, "search-serve")
+	_, d := apply(t, e, named(example(t, "search"), "search-serve"), Options{Image: exampleImage(t, "search")})
+	search := url(t, d, "search")
+	resp, body := do(t, "GET", search+"/search?q=b", "")
+	var got []string
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("GET /search?q=b = %d %q, not a JSON array of words: %v", resp.StatusCode, body, err)
+	}
+	slices.Sort(got)
+	// Each leaf holds every fourth word: only all four give them all.
+	want := []string{"badge", "bamboo", "banner", "basin", "beacon", "berry", "birch", "blossom", "bridge", "bronze"}
+	if resp.StatusCode != 200 || !slices.Equal(got, want) {
+		t.Fatalf("GET /search?q=b = %d %v, want 200 %v", resp.StatusCode, got, want)
+	}
+	if b, m := resp.Header.Get(patterns.HeaderBackend), resp.Header.Get(patterns.HeaderMissing); b != "leaf-0,leaf-1,leaf-2,leaf-3" || m != "" {
+		t.Fatalf("GET /search?q=b answered by %q, missing %q; want leaf-0,leaf-1,leaf-2,leaf-3 and none missing", b, m)
 	}
 }
 
