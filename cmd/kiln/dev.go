@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kiln-dev/kiln/builder"
+	"github.com/kiln-dev/kiln/builder/publish"
+	"github.com/kiln-dev/kiln/deployer/kubernetes"
 	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/dev"
 	"github.com/kiln-dev/kiln/patterns"
@@ -22,8 +25,9 @@ import (
 
 func newDevCmd() *cobra.Command {
 	var port int
-	var target string
-	var poll, debounce time.Duration
+	var target, repo string
+	var poll, debounce, timeout time.Duration
+	var co kubernetes.ClientOptions
 	cmd := &cobra.Command{
 		Use:   "dev [package | kiln.hcl]",
 		Short: "Run an app and swap in each change as you save",
@@ -41,60 +45,74 @@ build serving; so does a new version that does not become ready in time.
 Editors' scratch files (vim's 4913 and .swp, *~, emacs's .#*, JetBrains'
 ___jb_tmp___) and .git never trigger a build. Where the system's file
 events cannot be had (inotify limits, some shared file systems), dev says
-so and polls; --poll forces polling.`,
+so and polls; --poll forces polling.
+
+With --target kubernetes, each build's images are pushed to --repo and the
+objects re-applied with the new digests (the cluster rolls the pods over),
+waiting for the rollout; one that does not finish in --timeout re-applies
+the last good build. Ctrl-C deletes the app from the cluster.`,
 		Example: `  kiln dev ./examples/kv
   kiln dev ./examples/shop/kiln.hcl --port 8080
+  kiln dev ./examples/kv --target kubernetes --repo registry.example/kv -n dev
   kiln dev ./examples/annotated/search --poll 1s`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if port < 0 || port > 65535 {
 				return fmt.Errorf("--port %d: want a port number in 1–65535", port)
 			}
-			if target != "local" {
-				return fmt.Errorf("--target %q: kiln dev runs on the local target (processes); use kiln run or kiln deploy for the others", target)
+			s := &devSession{arg: pkgArg(args), vars: varsOf(cmd)}
+			switch target {
+			case "local":
+				l, err := newLocalDev(port, cmd.OutOrStdout())
+				if err != nil {
+					return err
+				}
+				s.target = l
+			case "kubernetes":
+				if repo == "" {
+					return fmt.Errorf("--target kubernetes: pass --repo REPO, where kiln pushes the images it builds")
+				}
+				k, err := newKubeDev(cmd, co, repo, timeout)
+				if err != nil {
+					return err
+				}
+				s.target = k
+			default:
+				return fmt.Errorf("--target %q: use local or kubernetes", target)
 			}
-			s, err := newDevSession(pkgArg(args), varsOf(cmd), port, cmd.OutOrStdout())
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			err = dev.Run(cmd.Context(), s.build, dev.Options{Debounce: debounce, Poll: poll, Output: cmd.ErrOrStderr()})
-			if s.d != nil {
-				s.d.Shutdown()
-			}
-			return err
+			defer s.target.stop()
+			return dev.Run(cmd.Context(), s.build, dev.Options{Debounce: debounce, Poll: poll, Output: cmd.ErrOrStderr()})
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "entry port of the first service on 127.0.0.1 (default: a free port)")
-	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes)")
+	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes) or kubernetes (images pushed to --repo, objects applied, each save re-applied with the new digests)")
+	cmd.Flags().StringVar(&repo, "repo", "", "with --target kubernetes: the repository kiln pushes the images it builds to")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --target kubernetes: how long to wait for each rollout")
+	cmd.Flags().StringVar(&co.Kubeconfig, "kubeconfig", "", "with --target kubernetes: kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	cmd.Flags().StringVar(&co.Context, "context", "", "with --target kubernetes: kubeconfig context (default: the current context)")
+	cmd.Flags().StringVarP(&co.Namespace, "namespace", "n", "", "with --target kubernetes: namespace (default: the context's)")
 	cmd.Flags().DurationVar(&poll, "poll", 0, "look at the files at this interval instead of waiting for the system's file events")
 	cmd.Flags().DurationVar(&debounce, "debounce", 100*time.Millisecond, "how long the sources must stay unchanged before a build starts")
 	return cmd
 }
 
-// devSession is what kiln dev keeps between builds: the running
-// deployment, and the binaries it runs, each at a path named by its
-// content, so that an unchanged program is not swapped.
+// devTarget is where kiln dev runs the app: prepare does the work of a
+// build that belongs to the target (keeping binaries, building images) and
+// returns what swaps the build in; stop ends the app.
+type devTarget interface {
+	prepare(ctx context.Context, pr *project, t *patterns.Topology) (func(context.Context) (string, error), error)
+	stop()
+}
+
+// devSession is what kiln dev keeps between builds.
 type devSession struct {
-	arg      string
-	vars     varFlags
-	port     int
-	out      io.Writer
-	versions string // directory of the binaries, by content
-	d        *local.Deployment
+	arg    string
+	vars   varFlags
+	target devTarget
 }
 
-func newDevSession(arg string, vars varFlags, port int, out io.Writer) (*devSession, error) {
-	dir, err := os.MkdirTemp("", "kiln-dev-")
-	if err != nil {
-		return nil, err
-	}
-	return &devSession{arg: arg, vars: vars, port: port, out: out, versions: dir}, nil
-}
-
-func (s *devSession) close() { os.RemoveAll(s.versions) }
-
-// build is dev's Builder for the local target.
+// build is dev's Builder: the project as it is now, compiled and checked,
+// and the files it was built from.
 func (s *devSession) build(ctx context.Context) (*dev.Build, error) {
 	pr, err := openProject(ctx, s.arg, s.vars)
 	if err != nil {
@@ -112,17 +130,48 @@ func (s *devSession) build(ctx context.Context) (*dev.Build, error) {
 	if err != nil {
 		return &dev.Build{Files: files}, pr.fieldError(err)
 	}
+	swap, err := s.target.prepare(ctx, pr, t)
+	if err != nil {
+		return &dev.Build{Files: files}, err
+	}
+	return &dev.Build{Files: files, Swap: swap}, nil
+}
+
+// localDev runs the app as local processes. It keeps each binary at a path
+// named by its content, which Update compares: an unchanged program is
+// not swapped.
+type localDev struct {
+	port     int
+	out      io.Writer
+	versions string
+	d        *local.Deployment
+}
+
+func newLocalDev(port int, out io.Writer) (*localDev, error) {
+	dir, err := os.MkdirTemp("", "kiln-dev-")
+	if err != nil {
+		return nil, err
+	}
+	return &localDev{port: port, out: out, versions: dir}, nil
+}
+
+func (l *localDev) stop() {
+	if l.d != nil {
+		l.d.Shutdown()
+	}
+	os.RemoveAll(l.versions)
+}
+
+func (l *localDev) prepare(ctx context.Context, pr *project, t *patterns.Topology) (func(context.Context) (string, error), error) {
 	bins := map[string]string{}
 	for svc, bin := range pr.binaries() {
-		v, err := s.keep(bin)
+		v, err := l.keep(bin)
 		if err != nil {
 			return nil, err
 		}
 		bins[svc] = v
 	}
-	return &dev.Build{Files: files, Swap: func(ctx context.Context) (string, error) {
-		return s.swap(ctx, t, bins)
-	}}, nil
+	return func(ctx context.Context) (string, error) { return l.swap(ctx, t, bins) }, nil
 }
 
 // failed is a failed build, with the files to wait on when they can be
@@ -176,14 +225,14 @@ func sources(ctx context.Context, pr *project) ([]string, error) {
 	return slices.Compact(files), nil
 }
 
-// keep copies bin to a path named by its content, which Update compares.
-func (s *devSession) keep(bin string) (string, error) {
+// keep copies bin to a path named by its content.
+func (l *localDev) keep(bin string) (string, error) {
 	b, err := os.ReadFile(bin)
 	if err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256(b)
-	out := filepath.Join(s.versions, hex.EncodeToString(sum[:8]), filepath.Base(bin))
+	out := filepath.Join(l.versions, hex.EncodeToString(sum[:8]), filepath.Base(bin))
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
@@ -198,20 +247,20 @@ func (s *devSession) keep(bin string) (string, error) {
 }
 
 // swap starts the app the first time, and rolls it over after that.
-func (s *devSession) swap(ctx context.Context, t *patterns.Topology, bins map[string]string) (string, error) {
-	if s.d == nil {
-		d, err := local.Start(ctx, t, local.Options{Binaries: bins, Port: s.port})
+func (l *localDev) swap(ctx context.Context, t *patterns.Topology, bins map[string]string) (string, error) {
+	if l.d == nil {
+		d, err := local.Start(ctx, t, local.Options{Binaries: bins, Port: l.port})
 		if err != nil {
 			return "", err
 		}
-		s.d = d
+		l.d = d
 		for _, e := range d.Endpoints() {
-			fmt.Fprintf(s.out, "kiln: %s serving at %s\n", e.Service, e.URL)
+			fmt.Fprintf(l.out, "kiln: %s serving at %s\n", e.Service, e.URL)
 		}
 		return "", nil
 	}
-	sw, err := s.d.Update(ctx, t, local.Options{Binaries: bins})
-	s.prune(bins)
+	sw, err := l.d.Update(ctx, t, local.Options{Binaries: bins})
+	l.prune(bins)
 	if err != nil {
 		return "", err
 	}
@@ -219,17 +268,17 @@ func (s *devSession) swap(ctx context.Context, t *patterns.Topology, bins map[st
 }
 
 // prune removes the kept binaries that nothing runs any more.
-func (s *devSession) prune(bins map[string]string) {
+func (l *localDev) prune(bins map[string]string) {
 	inUse := map[string]bool{}
 	for _, b := range bins {
 		inUse[filepath.Dir(b)] = true
 	}
-	for _, p := range s.d.Processes() {
+	for _, p := range l.d.Processes() {
 		inUse[filepath.Dir(p.Binary)] = true
 	}
-	entries, _ := os.ReadDir(s.versions)
+	entries, _ := os.ReadDir(l.versions)
 	for _, e := range entries {
-		dir := filepath.Join(s.versions, e.Name())
+		dir := filepath.Join(l.versions, e.Name())
 		if !inUse[dir] {
 			os.RemoveAll(dir)
 		}
@@ -251,4 +300,78 @@ func summary(sw local.Swap) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// kubeDev deploys the app to a cluster: each build's images are pushed to
+// repo and the objects re-applied with the new digests, waiting for the
+// rollout. A rollout that does not finish re-applies the last good
+// objects. Stopping deletes the app, as it was made for the session.
+type kubeDev struct {
+	cmd     *cobra.Command
+	c       *kubernetes.Cluster
+	repo    string
+	timeout time.Duration
+	app     string
+	good    []metav1.Object // the objects of the last good build
+}
+
+func newKubeDev(cmd *cobra.Command, co kubernetes.ClientOptions, repo string, timeout time.Duration) (*kubeDev, error) {
+	c, err := kubernetes.Connect(co, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, err
+	}
+	return &kubeDev{cmd: cmd, c: c, repo: repo, timeout: timeout}, nil
+}
+
+func (k *kubeDev) prepare(ctx context.Context, pr *project, t *patterns.Topology) (func(context.Context) (string, error), error) {
+	images, err := buildImages(k.cmd, pr, publish.Registry, k.repo, builder.OCI)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := kubernetes.Render(pr.app, kubernetes.Options{Images: images})
+	if err != nil {
+		return nil, pr.fieldError(err)
+	}
+	app := pr.app.Name
+	return func(ctx context.Context) (string, error) {
+		if k.app == "" {
+			k.app = app // stop deletes whatever the first apply made
+		}
+		res, err := k.c.Apply(ctx, app, objs)
+		if err == nil {
+			err = k.c.Wait(ctx, objs, k.timeout)
+		}
+		if err != nil {
+			if k.good != nil && ctx.Err() == nil {
+				if _, rerr := k.c.Apply(ctx, k.app, k.good); rerr != nil {
+					return "", fmt.Errorf("%w; rolling back to the last good build failed too: %v", err, rerr)
+				}
+			}
+			return "", err
+		}
+		first := k.good == nil
+		k.good = objs
+		if first {
+			fmt.Fprintf(k.cmd.OutOrStdout(), "kiln: %s rolled out in namespace %s\n", app, k.c.Namespace)
+			return "", nil
+		}
+		if len(res.Changed)+len(res.Pruned) == 0 {
+			return "no object changed", nil
+		}
+		return fmt.Sprintf("rolled out in namespace %s: %d objects changed, %d pruned", k.c.Namespace, len(res.Changed), len(res.Pruned)), nil
+	}, nil
+}
+
+func (k *kubeDev) stop() {
+	if k.app == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	deleted, err := k.c.Down(ctx, k.app)
+	if err != nil {
+		fmt.Fprintf(k.cmd.ErrOrStderr(), "kiln: deleting %s: %v\n", k.app, err)
+		return
+	}
+	fmt.Fprintf(k.cmd.ErrOrStderr(), "kiln: %s deleted (%d objects)\n", k.app, len(deleted))
 }

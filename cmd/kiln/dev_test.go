@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/kiln-dev/kiln/internal/e2e"
 	"github.com/kiln-dev/kiln/internal/testbin"
 )
 
@@ -144,6 +148,15 @@ func (o *devOutput) String() string {
 // entry's URL.
 func startDev(t *testing.T, dir string, args ...string) (*exec.Cmd, *devOutput, string) {
 	t.Helper()
+	cmd, out := launchDev(t, dir, args...)
+	line := out.waitFor(t, `^kiln: kv serving at http://127\.0\.0\.1:\d+$`, 90*time.Second)
+	out.waitFor(t, `^kiln: built and started in .* watching \d+ files`, 10*time.Second)
+	return cmd, out, strings.TrimPrefix(line, "kiln: kv serving at ")
+}
+
+// launchDev starts kiln dev in dir, collecting its output.
+func launchDev(t *testing.T, dir string, args ...string) (*exec.Cmd, *devOutput) {
+	t.Helper()
 	cmd := kiln(t)(append([]string{"dev"}, args...)...)
 	cmd.Dir = dir
 	pr, pw := io.Pipe()
@@ -158,9 +171,7 @@ func startDev(t *testing.T, dir string, args ...string) (*exec.Cmd, *devOutput, 
 		cmd.Wait()
 		pw.Close()
 	})
-	line := out.waitFor(t, `^kiln: kv serving at http://127\.0\.0\.1:\d+$`, 90*time.Second)
-	out.waitFor(t, `^kiln: built and started in .* watching \d+ files`, 10*time.Second)
-	return cmd, out, strings.TrimPrefix(line, "kiln: kv serving at ")
+	return cmd, out
 }
 
 func answer(t *testing.T, url string) string {
@@ -273,5 +284,44 @@ func TestDevCtrlCDuringABuildLeavesNothing(t *testing.T) {
 		if err == nil && strings.Contains(string(b), "example.com/kvdev") {
 			t.Errorf("process %s outlived kiln dev: %s", e.Name(), strings.ReplaceAll(string(b), "\x00", " "))
 		}
+	}
+}
+
+// TestDevOnKubernetesRollsOutEachSave: on the Kubernetes target, a save
+// pushes a new image and rolls the StatefulSet over to its digest, and
+// Ctrl-C deletes the app.
+func TestDevOnKubernetesRollsOutEachSave(t *testing.T) {
+	cfg := e2e.Cluster(t)
+	ns := e2e.Namespace(t, cfg, "kiln-dev")
+	kc := e2e.Kubeconfig()
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	repo := strings.TrimPrefix(reg.URL, "http://") + "/kvdev"
+	dir := devModule(t)
+	cmd, out := launchDev(t, dir, "--target", "kubernetes", "--repo", repo, "--kubeconfig", kc, "-n", ns)
+	out.waitFor(t, `^kiln: kv rolled out in namespace `+ns+`$`, 3*time.Minute)
+	out.waitFor(t, `^kiln: built and started in `, 10*time.Second)
+	image := func() string {
+		b, err := exec.Command(e2eKubectl(t), "--kubeconfig", kc, "-n", ns, "get", "statefulset", "kv-shard", "-o", "jsonpath={.spec.template.spec.containers[0].image}").Output()
+		if err != nil {
+			t.Fatalf("kubectl get statefulset kv-shard: %v", err)
+		}
+		return string(b)
+	}
+	before := image()
+	if !strings.HasPrefix(before, repo+":latest@sha256:") {
+		t.Fatalf("the StatefulSet runs %q; want the pushed image by digest", before)
+	}
+	edit(t, filepath.Join(dir, "store/kv.go"), "no such key: ", "missing key: ")
+	out.waitFor(t, `^kiln: change store/kv\.go → build .* → serving \(rolled out in namespace `+ns, 3*time.Minute)
+	if after := image(); after == before || !strings.HasPrefix(after, repo+":latest@sha256:") {
+		t.Errorf("after the save the StatefulSet runs %q, was %q; want the new digest", after, before)
+	}
+	if err := testbin.Interrupt(cmd, 2*time.Minute); err != nil {
+		t.Fatalf("kiln dev after Ctrl-C: %v\n%s", err, out)
+	}
+	out.waitFor(t, `^kiln: kv deleted \(\d+ objects\)`, 5*time.Second)
+	if b, err := exec.Command(e2eKubectl(t), "--kubeconfig", kc, "-n", ns, "get", "statefulsets,deployments,services", "-l", "app.kubernetes.io/instance=kv", "-o", "name").Output(); err != nil || len(strings.TrimSpace(string(b))) > 0 {
+		t.Errorf("after Ctrl-C the namespace still has %q (%v)", b, err)
 	}
 }
