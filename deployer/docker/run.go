@@ -217,13 +217,16 @@ func (e *Engine) restart(ctx context.Context, d death, w *watched, log *slog.Log
 		st := ins.Container.State
 		if status == restart.ExitUsage {
 			log.Error("process refuses its configuration; not restarting", attrs...)
+			// The restart policy would start it again: now, if the engine
+			// is restarting it, or when the engine itself restarts, which
+			// starts every unless-stopped container nobody stopped. Hence
+			// off even when it is not running.
+			no := container.RestartPolicy{Name: container.RestartPolicyDisabled}
+			if _, err := e.c.ContainerUpdate(ctx, d.id, client.ContainerUpdateOptions{RestartPolicy: &no}); err != nil && ctx.Err() == nil && !isNotFound(err) {
+				log.Error("cannot turn the container's restart policy off", append(attrs, "err", err)...)
+			}
 			if st.Restarting || st.Running {
-				// The restart policy would retry it forever.
-				no := container.RestartPolicy{Name: container.RestartPolicyDisabled}
-				if _, err := e.c.ContainerUpdate(ctx, name, client.ContainerUpdateOptions{RestartPolicy: &no}); err != nil && ctx.Err() == nil {
-					log.Error("cannot turn the container's restart policy off", append(attrs, "err", err)...)
-				}
-				if _, err := e.c.ContainerStop(ctx, name, client.ContainerStopOptions{}); err != nil && ctx.Err() == nil && !isNotFound(err) {
+				if _, err := e.c.ContainerStop(ctx, d.id, client.ContainerStopOptions{}); err != nil && ctx.Err() == nil && !isNotFound(err) {
 					log.Error("cannot stop container", append(attrs, "err", err)...)
 				}
 			}
