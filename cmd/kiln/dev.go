@@ -112,20 +112,48 @@ type devSession struct {
 }
 
 // build is dev's Builder: the project as it is now, compiled and checked,
-// and the files it was built from.
+// and the files it was built from. Listing the files runs beside the
+// compiler: it is the one go command that does not wait on the others.
 func (s *devSession) build(ctx context.Context) (*dev.Build, error) {
+	type listed struct {
+		files []string
+		err   error
+	}
+	var early chan listed
+	if _, ok := descriptorPath(s.arg); !ok {
+		// A main package is its own Sources argument; an annotated one
+		// is listed again below, through the main kiln generates for it.
+		early = make(chan listed, 1)
+		go func() {
+			f, err := builder.Sources(ctx, ".", s.arg, "")
+			early <- listed{f, err}
+		}()
+	}
 	pr, err := openProject(ctx, s.arg, s.vars)
 	if err != nil {
 		return s.failed(ctx, nil, err)
 	}
 	defer pr.close()
+	for _, p := range pr.programs {
+		if err := pr.prepare(ctx, p); err != nil {
+			return s.failed(ctx, pr, err)
+		}
+	}
+	if early == nil || pr.programs[0].gen != nil {
+		early = make(chan listed, 1)
+		go func() {
+			f, err := sources(ctx, pr)
+			early <- listed{f, err}
+		}()
+	}
 	if err := pr.compile(ctx); err != nil {
 		return s.failed(ctx, pr, err)
 	}
-	files, err := sources(ctx, pr)
-	if err != nil {
-		return nil, err
+	l := <-early
+	if l.err != nil {
+		return nil, l.err
 	}
+	files := l.files
 	t, err := patterns.Build(pr.app)
 	if err != nil {
 		return &dev.Build{Files: files}, pr.fieldError(err)
@@ -189,6 +217,11 @@ func (s *devSession) failed(ctx context.Context, pr *project, err error) (*dev.B
 		}
 		defer pr.close()
 	}
+	for _, p := range pr.programs {
+		if perr := pr.prepare(ctx, p); perr != nil {
+			return nil, err
+		}
+	}
 	files, serr := sources(ctx, pr)
 	if serr != nil {
 		return nil, err
@@ -197,24 +230,13 @@ func (s *devSession) failed(ctx context.Context, pr *project, err error) (*dev.B
 }
 
 // sources lists every file pr's programs are built from, and its
-// descriptor.
+// descriptor. The programs must be prepared.
 func sources(ctx context.Context, pr *project) ([]string, error) {
 	var files []string
 	if pr.file != nil {
-		if p, ok := descriptorPath(pr.arg); ok {
-			abs, err := filepath.Abs(p)
-			if err != nil {
-				return nil, err
-			}
-			files = append(files, abs)
-		}
+		files = append(files, pr.descriptor())
 	}
 	for _, p := range pr.programs {
-		if !p.prepared {
-			if err := pr.prepare(ctx, p); err != nil {
-				return nil, err
-			}
-		}
 		fs, err := builder.Sources(ctx, p.dir, p.pkg, p.overlay)
 		if err != nil {
 			return nil, err
@@ -223,6 +245,15 @@ func sources(ctx context.Context, pr *project) ([]string, error) {
 	}
 	slices.Sort(files)
 	return slices.Compact(files), nil
+}
+
+// descriptor is the absolute path of pr's kiln.hcl.
+func (pr *project) descriptor() string {
+	p, _ := descriptorPath(pr.arg)
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }
 
 // keep copies bin to a path named by its content.
