@@ -15,14 +15,15 @@ import (
 	"github.com/kiln-dev/kiln/internal/child"
 )
 
-// Sources lists the files a build of the main package pkg (resolved in
-// dir, seen through overlay if it is not "") reads from its own module:
-// the Go, cgo and embedded files of pkg and of every package it imports
-// from that module, and the module's go.mod and go.sum. Paths are
-// absolute and sorted. A package that does not compile is still listed,
-// so that a watcher knows which files to wait on for a fix.
-func Sources(ctx context.Context, dir, pkg, overlay string) ([]string, error) {
-	const fields = "-json=Dir,GoFiles,CgoFiles,EmbedFiles,Module"
+// Sources lists the files a build of the package pkg (resolved in dir,
+// seen through overlay if it is not "") reads from its own module: the
+// Go, cgo and embedded files of pkg and of every package it imports from
+// that module, and the module's go.mod and go.sum. Paths are absolute and
+// sorted. root is what go list says of pkg itself. A package that does not
+// compile is still listed, so that a watcher knows which files to wait on
+// for a fix.
+func Sources(ctx context.Context, dir, pkg, overlay string) (files []string, root *Package, err error) {
+	const fields = "-json=ImportPath,Dir,Name,Module,GoFiles,CgoFiles,EmbedFiles,DepOnly"
 	cmd := exec.CommandContext(ctx, "go", "list", "-e", "-deps", fields, "--", pkg)
 	cmd.Dir = dir
 	child.OwnGroup(cmd)
@@ -33,24 +34,31 @@ func Sources(ctx context.Context, dir, pkg, overlay string) ([]string, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("go list -deps %s: %w\n%s", pkg, err, bytes.TrimSpace(stderr.Bytes()))
+		return nil, nil, fmt.Errorf("go list -deps %s: %w\n%s", pkg, err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	seen := map[string]bool{}
 	for d := json.NewDecoder(&stdout); ; {
 		var p struct {
-			Dir                           string
-			GoFiles, CgoFiles, EmbedFiles []string
-			Module                        *struct {
-				Main  bool
-				GoMod string
+			Package
+			EmbedFiles []string
+			Module     *struct {
+				Path, Dir string
+				Main      bool
+				GoMod     string
 			}
 		}
 		if err := d.Decode(&p); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return nil, fmt.Errorf("go list -deps %s: %w", pkg, err)
+			return nil, nil, fmt.Errorf("go list -deps %s: %w", pkg, err)
+		}
+		if !p.DepOnly && root == nil {
+			root = &p.Package
+			if p.Module != nil {
+				root.Module = &struct{ Path, Dir string }{p.Module.Path, p.Module.Dir}
+			}
 		}
 		if p.Module == nil || !p.Module.Main {
 			continue
@@ -63,10 +71,9 @@ func Sources(ctx context.Context, dir, pkg, overlay string) ([]string, error) {
 			seen[filepath.Join(filepath.Dir(p.Module.GoMod), "go.sum")] = true
 		}
 	}
-	var out []string
 	for f := range seen {
-		out = append(out, f)
+		files = append(files, f)
 	}
-	slices.Sort(out)
-	return out, nil
+	slices.Sort(files)
+	return files, root, nil
 }

@@ -25,6 +25,10 @@ type Build struct {
 	// Files are the files the build read: the next change to one of them
 	// (or a new Go file in one of their packages) starts the next build.
 	Files []string
+	// List, when set, lists Files instead. The loop calls it once the
+	// build is in service, or has failed, so that listing the files does
+	// not hold up the new code.
+	List func(ctx context.Context) ([]string, error)
 	// Swap puts the build into service (the first one starts the app)
 	// and says in a few words what it did. nil for a failed build.
 	Swap func(ctx context.Context) (string, error)
@@ -74,16 +78,20 @@ func Run(ctx context.Context, build Builder, o Options) error {
 	var files []string
 	switch {
 	case err == nil:
-		files = b.Files
 		if _, err := b.Swap(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		if files, err = b.files(ctx); err != nil {
+			return err
+		}
 		say("built and started in %s; watching %d files for changes", seconds(time.Since(start)), len(files))
-	case b != nil && len(b.Files) > 0:
-		files = b.Files
+	case b != nil:
+		if files, _ = b.files(ctx); len(files) == 0 {
+			return err
+		}
 		say("the first build failed; fix it and save, and kiln builds again:\n%s", err)
 	default:
 		return err
@@ -109,13 +117,9 @@ func Run(ctx context.Context, build Builder, o Options) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if b != nil && len(b.Files) > 0 {
-			if werr := w.watch(b.Files); werr != nil {
-				say("%s", werr)
-			}
-		}
 		if err != nil {
 			say("%s → build failed after %s; the last good build keeps serving:\n%s", what, seconds(took), strings.TrimRight(err.Error(), "\n"))
+			rewatch(ctx, w, b, say)
 			continue
 		}
 		t1 := time.Now()
@@ -123,6 +127,7 @@ func Run(ctx context.Context, build Builder, o Options) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		rewatch(ctx, w, b, say)
 		if err != nil {
 			say("%s → build %s → swap failed after %s, rolled back; the last good build keeps serving:\n%s", what, seconds(took), seconds(time.Since(t1)), strings.TrimRight(err.Error(), "\n"))
 			continue
@@ -131,6 +136,28 @@ func Run(ctx context.Context, build Builder, o Options) error {
 			summary = " (" + summary + ")"
 		}
 		say("%s → build %s → swap %s → serving%s", what, seconds(took), seconds(time.Since(t1)), summary)
+	}
+}
+
+// files are the files b read.
+func (b *Build) files(ctx context.Context) ([]string, error) {
+	if b.List != nil {
+		return b.List(ctx)
+	}
+	return b.Files, nil
+}
+
+// rewatch has w watch what b read, when b knows.
+func rewatch(ctx context.Context, w *watcher, b *Build, say func(string, ...any)) {
+	if b == nil {
+		return
+	}
+	files, err := b.files(ctx)
+	if err == nil && len(files) > 0 {
+		err = w.watch(files)
+	}
+	if err != nil && ctx.Err() == nil {
+		say("%s", err)
 	}
 }
 

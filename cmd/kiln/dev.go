@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -109,29 +109,30 @@ type devSession struct {
 	arg    string
 	vars   varFlags
 	target devTarget
+	// mainPkg is what go list said of arg at the last build, when it was
+	// a main package.
+	mainPkg *builder.Package
 }
 
 // build is dev's Builder: the project as it is now, compiled and checked,
-// and the files it was built from. Listing the files runs beside the
-// compiler: it is the one go command that does not wait on the others.
+// and the files it was built from. A main package's files are listed once
+// the new code serves; an annotated package's or a descriptor's, which go
+// list sees only through the overlays of this build, beside the compiler.
 func (s *devSession) build(ctx context.Context) (*dev.Build, error) {
-	type listed struct {
-		files []string
-		err   error
+	var pr *project
+	var err error
+	if known := s.mainPkg; known != nil {
+		// The last build found a main package here: compile it without
+		// asking go list again. Should that fail, the full path below
+		// tells a compile error from a package that changed kind.
+		if pr, err = openMain(ctx, s.arg, known.ImportPath); err != nil {
+			s.mainPkg, pr = nil, nil
+		}
 	}
-	var early chan listed
-	if _, ok := descriptorPath(s.arg); !ok {
-		// A main package is its own Sources argument; an annotated one
-		// is listed again below, through the main kiln generates for it.
-		early = make(chan listed, 1)
-		go func() {
-			f, err := builder.Sources(ctx, ".", s.arg, "")
-			early <- listed{f, err}
-		}()
-	}
-	pr, err := openProject(ctx, s.arg, s.vars)
-	if err != nil {
-		return s.failed(ctx, nil, err)
+	if pr == nil {
+		if pr, err = openProject(ctx, s.arg, s.vars); err != nil {
+			return s.failed(ctx, nil, err)
+		}
 	}
 	defer pr.close()
 	for _, p := range pr.programs {
@@ -139,30 +140,49 @@ func (s *devSession) build(ctx context.Context) (*dev.Build, error) {
 			return s.failed(ctx, pr, err)
 		}
 	}
-	if early == nil || pr.programs[0].gen != nil {
-		early = make(chan listed, 1)
+	b := &dev.Build{}
+	if pr.file == nil && pr.programs[0].gen == nil {
+		b.List = s.listMain
+	} else {
+		type listed struct {
+			files []string
+			err   error
+		}
+		early := make(chan listed, 1)
 		go func() {
 			f, err := sources(ctx, pr)
 			early <- listed{f, err}
+		}()
+		defer func() {
+			l := <-early
+			b.Files = l.files
 		}()
 	}
 	if err := pr.compile(ctx); err != nil {
 		return s.failed(ctx, pr, err)
 	}
-	l := <-early
-	if l.err != nil {
-		return nil, l.err
-	}
-	files := l.files
 	t, err := patterns.Build(pr.app)
 	if err != nil {
-		return &dev.Build{Files: files}, pr.fieldError(err)
+		return b, pr.fieldError(err)
 	}
-	swap, err := s.target.prepare(ctx, pr, t)
+	if b.Swap, err = s.target.prepare(ctx, pr, t); err != nil {
+		return b, err
+	}
+	return b, nil
+}
+
+// listMain lists the files of arg, a main package, and remembers whether
+// it still is one.
+func (s *devSession) listMain(ctx context.Context) ([]string, error) {
+	files, root, err := builder.Sources(ctx, ".", s.arg, "")
 	if err != nil {
-		return &dev.Build{Files: files}, err
+		return nil, err
 	}
-	return &dev.Build{Files: files, Swap: swap}, nil
+	s.mainPkg = nil
+	if root != nil && root.Name == "main" {
+		s.mainPkg = root
+	}
+	return files, nil
 }
 
 // localDev runs the app as local processes. It keeps each binary at a path
@@ -171,16 +191,24 @@ func (s *devSession) build(ctx context.Context) (*dev.Build, error) {
 type localDev struct {
 	port     int
 	out      io.Writer
-	versions string
+	versions string // beside kiln's cache of binaries, to link them
+	seed     maphash.Seed
 	d        *local.Deployment
 }
 
 func newLocalDev(port int, out io.Writer) (*localDev, error) {
-	dir, err := os.MkdirTemp("", "kiln-dev-")
+	cache, err := builder.DefaultCacheDir()
 	if err != nil {
 		return nil, err
 	}
-	return &localDev{port: port, out: out, versions: dir}, nil
+	if err := os.MkdirAll(filepath.Join(cache, "dev"), 0o755); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(filepath.Join(cache, "dev"), "session-")
+	if err != nil {
+		return nil, err
+	}
+	return &localDev{port: port, out: out, versions: dir, seed: maphash.MakeSeed()}, nil
 }
 
 func (l *localDev) stop() {
@@ -205,22 +233,13 @@ func (l *localDev) prepare(ctx context.Context, pr *project, t *patterns.Topolog
 // failed is a failed build, with the files to wait on when they can be
 // told: those of the project's programs, read without compiling them.
 func (s *devSession) failed(ctx context.Context, pr *project, err error) (*dev.Build, error) {
-	if pr == nil {
-		if p, ok := descriptorPath(s.arg); ok {
-			// A descriptor that does not parse: wait on it alone.
-			abs, _ := filepath.Abs(p)
-			return &dev.Build{Files: []string{abs}}, err
-		}
-		var perr error
-		if pr, perr = openPackage(ctx, s.arg); perr != nil {
-			return nil, err
-		}
-		defer pr.close()
+	if p, ok := descriptorPath(s.arg); ok && (pr == nil || !pr.programs[0].prepared) {
+		// A descriptor that does not parse: wait on it alone.
+		abs, _ := filepath.Abs(p)
+		return &dev.Build{Files: []string{abs}}, err
 	}
-	for _, p := range pr.programs {
-		if perr := pr.prepare(ctx, p); perr != nil {
-			return nil, err
-		}
+	if pr == nil || (pr.file == nil && pr.programs[0].gen == nil) {
+		return &dev.Build{List: s.listMain}, err
 	}
 	files, serr := sources(ctx, pr)
 	if serr != nil {
@@ -237,7 +256,7 @@ func sources(ctx context.Context, pr *project) ([]string, error) {
 		files = append(files, pr.descriptor())
 	}
 	for _, p := range pr.programs {
-		fs, err := builder.Sources(ctx, p.dir, p.pkg, p.overlay)
+		fs, _, err := builder.Sources(ctx, p.dir, p.pkg, p.overlay)
 		if err != nil {
 			return nil, err
 		}
@@ -256,19 +275,26 @@ func (pr *project) descriptor() string {
 	return p
 }
 
-// keep copies bin to a path named by its content.
+// keep links bin (or copies it, across file systems) to a path named by
+// its content: the next go build replaces bin rather than writing into
+// it, so the link keeps this build's bytes. maphash is enough to tell this
+// session's builds apart, and costs a few milliseconds where sha256 cost
+// tens.
 func (l *localDev) keep(bin string) (string, error) {
 	b, err := os.ReadFile(bin)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(b)
-	out := filepath.Join(l.versions, hex.EncodeToString(sum[:8]), filepath.Base(bin))
+	sum := maphash.Bytes(l.seed, b)
+	out := filepath.Join(l.versions, strconv.FormatUint(sum, 16), filepath.Base(bin))
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
+	}
+	if err := os.Link(bin, out); err == nil {
+		return out, nil
 	}
 	tmp := out + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o755); err != nil {

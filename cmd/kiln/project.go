@@ -136,16 +136,9 @@ func openProject(ctx context.Context, arg string, vars varFlags) (*project, erro
 		if err != nil {
 			return nil, err
 		}
-		p := pr.programs[0]
-		if pr.app == nil {
-			// A main package says what it declares only when asked.
-			if p.bin, pr.app, err = compileProgram(ctx, p); err != nil {
-				pr.close()
-				return nil, err
-			}
-		}
-		for _, s := range pr.app.Services {
-			p.services = append(p.services, s.Name)
+		if err := pr.describe(ctx); err != nil {
+			pr.close()
+			return nil, err
 		}
 		return pr, nil
 	}
@@ -172,6 +165,33 @@ func openProject(ctx context.Context, arg string, vars varFlags) (*project, erro
 		p.services = append(p.services, s.Name)
 	}
 	return pr, nil
+}
+
+// openMain is openProject for a package that is known to be a main
+// package with importPath, which saves the go list that would find out.
+func openMain(ctx context.Context, arg, importPath string) (*project, error) {
+	p := &program{pkg: arg, prepared: true, importPath: importPath}
+	pr := &project{arg: arg, programs: []*program{p}}
+	if err := pr.describe(ctx); err != nil {
+		return nil, err
+	}
+	return pr, nil
+}
+
+// describe sets the app of a project of one package: a main package says
+// what it declares only when compiled and asked.
+func (pr *project) describe(ctx context.Context) error {
+	p := pr.programs[0]
+	if pr.app == nil {
+		var err error
+		if p.bin, pr.app, err = compileProgram(ctx, p); err != nil {
+			return err
+		}
+	}
+	for _, s := range pr.app.Services {
+		p.services = append(p.services, s.Name)
+	}
+	return nil
 }
 
 // diagError is a descriptor's diagnostics, printed the way HCL prints
