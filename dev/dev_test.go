@@ -20,12 +20,12 @@ func TestIgnored(t *testing.T) {
 		{"/src/app/main.go", false},
 		{"/src/app/go.mod", false},
 		{"/src/app/kiln.hcl", false},
-		{"/src/app/4913", true},           // vim's write probe
-		{"/src/app/.main.go.swp", true},   // vim
-		{"/src/app/.main.go.swx", true},   // vim
-		{"/src/app/main.go~", true},       // vim and emacs backups
-		{"/src/app/.#main.go", true},      // emacs lock
-		{"/src/app/#main.go#", true},      // emacs autosave
+		{"/src/app/4913", true},         // vim's write probe
+		{"/src/app/.main.go.swp", true}, // vim
+		{"/src/app/.main.go.swx", true}, // vim
+		{"/src/app/main.go~", true},     // vim and emacs backups
+		{"/src/app/.#main.go", true},    // emacs lock
+		{"/src/app/#main.go#", true},    // emacs autosave
 		{"/src/app/main.go___jb_tmp___", true},
 		{"/src/app/main.go___jb_old___", true},
 		{"/src/app/.git/index", true},
