@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kiln-dev/kiln/internal/testbin"
 )
 
 func main() {
@@ -58,7 +60,7 @@ func run(ctx context.Context, rounds int, kilnBin, airBin, root, outDir string) 
 	var sides []*side
 	for _, name := range []string{"kiln dev", "air", "go build"} {
 		dir := filepath.Join(work, strings.ReplaceAll(name, " ", "-"))
-		if err := module(root, dir); err != nil {
+		if err := testbin.KVModule(root, dir); err != nil {
 			return err
 		}
 		sides = append(sides, &side{name: name, dir: dir})
@@ -239,39 +241,6 @@ func start(s *side, outDir string, re *regexp.Regexp) ([]string, error) {
 	case <-time.After(120 * time.Second):
 		return nil, fmt.Errorf("%s did not start within 120 s", s.name)
 	}
-}
-
-// module writes a module of its own at dir holding examples/kv, its store
-// as a package of the same module, using root's kiln.
-func module(root, dir string) error {
-	read := func(p string) string {
-		b, err := os.ReadFile(filepath.Join(root, p))
-		if err != nil {
-			panic(err)
-		}
-		return string(b)
-	}
-	files := map[string]string{
-		"go.mod":      "module example.com/kvdev\n\ngo 1.26\n\nrequire github.com/kiln-dev/kiln v0.0.0\n\nreplace github.com/kiln-dev/kiln => " + root + "\n",
-		"go.sum":      read("go.sum"),
-		"main.go":     strings.NewReplacer("github.com/kiln-dev/kiln/examples/annotated/kv", "example.com/kvdev/store", "kv.New()", "store.New()").Replace(read("examples/kv/main.go")),
-		"store/kv.go": strings.Replace(read("examples/annotated/kv/kv.go"), "package kv", "package store", 1),
-	}
-	for name, src := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
-			return err
-		}
-	}
-	tidy := exec.Command("go", "mod", "tidy")
-	tidy.Dir = dir
-	if out, err := tidy.CombinedOutput(); err != nil {
-		return fmt.Errorf("go mod tidy: %w\n%s", err, out)
-	}
-	return nil
 }
 
 func freePort() (int, error) {

@@ -20,9 +20,9 @@ import (
 	"github.com/kiln-dev/kiln/internal/testbin"
 )
 
-// devModule writes a module of its own holding examples/kv (its main
-// package, and the store as package store of the same module) that uses
-// this tree's kiln, and returns its directory.
+// devModule writes a module of its own holding examples/kv (see
+// testbin.KVModule), with a README and a .git beside, and returns its
+// directory.
 func devModule(t *testing.T) string {
 	t.Helper()
 	root, err := testbin.Root()
@@ -30,37 +30,11 @@ func devModule(t *testing.T) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	mainSrc, err := os.ReadFile(filepath.Join(root, "examples/kv/main.go"))
-	if err != nil {
+	if err := testbin.KVModule(root, dir); err != nil {
 		t.Fatal(err)
 	}
-	storeSrc, err := os.ReadFile(filepath.Join(root, "examples/annotated/kv/kv.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{
-		"go.mod": "module example.com/kvdev\n\ngo 1.26\n\nrequire github.com/kiln-dev/kiln v0.0.0\n\nreplace github.com/kiln-dev/kiln => " + root + "\n",
-		"go.sum": string(sum),
-		"main.go": strings.NewReplacer(
-			"github.com/kiln-dev/kiln/examples/annotated/kv", "example.com/kvdev/store",
-			"kv.New()", "store.New()").Replace(string(mainSrc)),
-		"store/kv.go": strings.Replace(string(storeSrc), "package kv", "package store", 1),
-		"README.md":   "notes\n",
-		".git/HEAD":   "ref: refs/heads/main\n",
-	}
-	for name, src := range files {
-		write(t, filepath.Join(dir, name), src)
-	}
-	// The requirements kiln brings, from the module cache.
-	tidy := exec.Command("go", "mod", "tidy")
-	tidy.Dir = dir
-	if b, err := tidy.CombinedOutput(); err != nil {
-		t.Fatalf("go mod tidy: %v\n%s", err, b)
-	}
+	write(t, filepath.Join(dir, "README.md"), "notes\n")
+	write(t, filepath.Join(dir, ".git/HEAD"), "ref: refs/heads/main\n")
 	return dir
 }
 
