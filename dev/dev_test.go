@@ -212,3 +212,32 @@ func TestRunKeepsGoingAfterAFailedBuild(t *testing.T) {
 		t.Fatalf("output:\n%s\nwant the fixed build swapped in", out)
 	}
 }
+
+// TestWatcherFallsBackToPolling: when the system's watches cannot be set
+// up (here a directory that does not exist yet; inotify limits give the
+// same path), the watcher says so and polls, and still sees the change.
+func TestWatcherFallsBackToPolling(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "later")
+	file := filepath.Join(dir, "main.go")
+	var warned []string
+	w, err := newWatcher([]string{file}, Ignored, 0, func(msg string) { warned = append(warned, msg) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.fs != nil || len(warned) != 1 || !strings.Contains(warned[0], "polling them every 500ms instead") {
+		t.Fatalf("watcher: events %v, warnings %q; want polling, said once", w.fs != nil, warned)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.run(ctx, func(string) {})
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(file, []byte("package main\n"), 0o644)
+	select {
+	case got := <-w.changes:
+		if got != file {
+			t.Fatalf("change %q, want %q", got, file)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("polling saw no change within 3s")
+	}
+}
