@@ -68,6 +68,7 @@ type loop struct {
 	mu     sync.Mutex
 	builds int
 	fail   bool
+	slow   time.Duration // each build takes this long
 	out    bytes.Buffer
 	cancel context.CancelFunc
 	done   chan error
@@ -82,8 +83,12 @@ func startLoop(t *testing.T, o Options) *loop {
 	files := []string{filepath.Join(l.dir, "main.go"), filepath.Join(l.dir, "go.mod")}
 	build := func(ctx context.Context) (*Build, error) {
 		l.mu.Lock()
-		defer l.mu.Unlock()
 		l.builds++
+		slow := l.slow
+		l.mu.Unlock()
+		time.Sleep(slow)
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		if l.fail {
 			return &Build{Files: files}, errors.New("main.go:3:1: syntax error")
 		}
@@ -239,5 +244,26 @@ func TestWatcherFallsBackToPolling(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("polling saw no change within 3s")
+	}
+}
+
+// TestASaveDuringABuildStartsAnother: the build that was running finishes,
+// and the save made meanwhile gets a build of its own.
+func TestASaveDuringABuildStartsAnother(t *testing.T) {
+	l := startLoop(t, Options{Debounce: 50 * time.Millisecond})
+	l.mu.Lock()
+	l.slow = 700 * time.Millisecond
+	l.mu.Unlock()
+	l.write(t, "main.go", "package main // 1\n")
+	l.waitBuilds(t, 2)
+	time.Sleep(200 * time.Millisecond) // the build is under way
+	l.write(t, "main.go", "package main // 2\n")
+	l.waitBuilds(t, 3)
+	time.Sleep(1500 * time.Millisecond)
+	if n := l.count(); n != 3 {
+		t.Fatalf("%d builds after a save during a build, want 2", n-1)
+	}
+	if got := strings.Count(l.output(), "→ serving (swapped)"); got != 2 {
+		t.Fatalf("output:\n%s\nwant both builds swapped in", l.output())
 	}
 }
