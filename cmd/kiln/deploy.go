@@ -13,12 +13,18 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// clusterFlags are kubectl's flags for finding a cluster.
+// clusterFlags are --target and kubectl's flags for finding a cluster.
 func clusterFlags(cmd *cobra.Command, o *kubernetes.ClientOptions, target *string) {
 	cmd.Flags().StringVar(target, "target", "kubernetes", "where to deploy: kubernetes, or docker (the local Docker engine)")
-	cmd.Flags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-	cmd.Flags().StringVar(&o.Context, "context", "", "kubeconfig context (default: the current context)")
-	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's)")
+	kubeFlags(cmd, o, "")
+}
+
+// kubeFlags are kubectl's flags for finding a cluster; when names the
+// flags' condition in their help ("with --target kubernetes: ").
+func kubeFlags(cmd *cobra.Command, o *kubernetes.ClientOptions, when string) {
+	cmd.Flags().StringVar(&o.Kubeconfig, "kubeconfig", "", when+"kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	cmd.Flags().StringVar(&o.Context, "context", "", when+"kubeconfig context (default: the current context)")
+	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", "", when+"namespace (default: the context's)")
 }
 
 func checkTarget(target string) error {

@@ -88,9 +88,7 @@ the last good build. Ctrl-C deletes the app from the cluster.`,
 	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes) or kubernetes (images pushed to --repo, objects applied, each save re-applied with the new digests)")
 	cmd.Flags().StringVar(&repo, "repo", "", "with --target kubernetes: the repository kiln pushes the images it builds to")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --target kubernetes: how long to wait for each rollout")
-	cmd.Flags().StringVar(&co.Kubeconfig, "kubeconfig", "", "with --target kubernetes: kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-	cmd.Flags().StringVar(&co.Context, "context", "", "with --target kubernetes: kubeconfig context (default: the current context)")
-	cmd.Flags().StringVarP(&co.Namespace, "namespace", "n", "", "with --target kubernetes: namespace (default: the context's)")
+	kubeFlags(cmd, &co, "with --target kubernetes: ")
 	cmd.Flags().DurationVar(&poll, "poll", 0, "look at the files at this interval instead of waiting for the system's file events")
 	cmd.Flags().DurationVar(&debounce, "debounce", 100*time.Millisecond, "how long the sources must stay unchanged before a build starts")
 	return cmd
