@@ -21,7 +21,8 @@ type App struct {
 }
 
 // Service is one service and the pattern it follows. Exactly one of Simple,
-// Shard, Scatter and Spread is set.
+// Shard, Scatter, Spread, Job and Cron is set. A job or cron service serves
+// no requests: its program runs a function to completion.
 type Service struct {
 	Name string `json:"name"`
 	// Port is where the program's handler listens inside its workload.
@@ -34,6 +35,8 @@ type Service struct {
 	Shard   *Shard   `json:"shard,omitempty"`
 	Scatter *Scatter `json:"scatter,omitempty"`
 	Spread  *Spread  `json:"spread,omitempty"`
+	Job     *Job     `json:"job,omitempty"`
+	Cron    *Cron    `json:"cron,omitempty"`
 
 	Env       map[string]string `json:"env,omitempty"`
 	Resources *Resources        `json:"resources,omitempty"`
@@ -130,6 +133,51 @@ type Spread struct {
 	Choice   string `json:"choice"`
 }
 
+// Job runs the program's job function to completion: Completions runs must
+// succeed, each with its own completion index (0 to Completions-1, which
+// the run reads as sdk.Self().Index), at most Parallelism at a time.
+type Job struct {
+	// Completions is how many runs must succeed; SetDefaults makes 0 one.
+	Completions int `json:"completions"`
+	// Parallelism is how many runs may be active at once; SetDefaults
+	// makes 0 one.
+	Parallelism int `json:"parallelism"`
+	// Retries is how many failed runs the whole job tolerates, counted over
+	// every index, before it fails (Kubernetes' backoffLimit). 0 means a
+	// first failure fails the job.
+	Retries int `json:"retries"`
+	// Deadline bounds the whole job, retries included; 0 means none.
+	Deadline Duration `json:"deadline,omitzero"`
+}
+
+// Concurrency policies of a cron job, with Kubernetes' meaning.
+const (
+	ConcurrencyAllow   = "allow"   // runs may overlap
+	ConcurrencyForbid  = "forbid"  // a run due while one is active is skipped
+	ConcurrencyReplace = "replace" // a run due while one is active replaces it
+)
+
+// Cron runs a job on a schedule.
+type Cron struct {
+	// Schedule is a standard 5-field cron line ("*/5 * * * *") or a
+	// descriptor: @yearly, @monthly, @weekly, @daily, @hourly, or
+	// "@every 1m".
+	Schedule string `json:"schedule"`
+	// TimeZone is the IANA zone the schedule is read in ("Europe/Paris");
+	// empty means the target's local zone (UTC on Kubernetes).
+	TimeZone string `json:"time_zone,omitempty"`
+	// ConcurrencyPolicy is "allow", "forbid" or "replace"; SetDefaults
+	// makes "" allow, as Kubernetes does.
+	ConcurrencyPolicy string `json:"concurrency_policy"`
+	// StartingDeadline is how late a run may start after its scheduled
+	// time before it is skipped as missed; 0 means no limit.
+	StartingDeadline Duration `json:"starting_deadline,omitzero"`
+	// Suspend stops new runs from starting; active ones go on.
+	Suspend bool `json:"suspend,omitempty"`
+	// Job is what each run does.
+	Job Job `json:"job"`
+}
+
 // Resources are CPU and memory quantities in Kubernetes notation.
 type Resources struct {
 	Requests Quantities `json:"requests,omitzero"`
@@ -210,7 +258,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Pattern names the service's pattern: "simple", "shard", "scatter",
-// "spread", or "" when none is set.
+// "spread", "job", "cron", or "" when none is set.
 func (s *Service) Pattern() string {
 	switch {
 	case s.Simple != nil:
@@ -221,11 +269,28 @@ func (s *Service) Pattern() string {
 		return "scatter"
 	case s.Spread != nil:
 		return "spread"
+	case s.Job != nil:
+		return "job"
+	case s.Cron != nil:
+		return "cron"
 	}
 	return ""
 }
 
-// Backends is how many leaves, shards or replicas sit behind the entry.
+// Batch is the job a job or cron service runs, or nil for a service that
+// serves requests.
+func (s *Service) Batch() *Job {
+	switch {
+	case s.Job != nil:
+		return s.Job
+	case s.Cron != nil:
+		return &s.Cron.Job
+	}
+	return nil
+}
+
+// Backends is how many leaves, shards or replicas sit behind the entry;
+// 0 for a job or cron service, which has no entry.
 func (s *Service) Backends() int {
 	switch {
 	case s.Simple != nil:

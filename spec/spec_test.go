@@ -49,7 +49,7 @@ func TestValidateReportsEveryFieldPath(t *testing.T) {
 		`services[both].spread.choice: must be one of "random", "two-choices", got "best"`,
 		`services[both]: sets simple and spread; a service follows exactly one pattern`,
 		`services[kv].name: "kv" is used by an earlier service; service names must be unique`,
-		`services[kv]: must set one pattern: simple, shard, scatter or spread`,
+		`services[kv]: must set one pattern: simple, shard, scatter, spread, job or cron`,
 		`services[side].env["KILN_ROLE"]: KILN_ variables are kiln's own; pick another name`,
 		`services[side].resources.requests.cpu: "lots" is not a quantity like "250m" or "1"`,
 		`services[side].volumes[0].path: must be an absolute path, got "var/log"`,

@@ -47,7 +47,7 @@ const (
 func (a *App) SetDefaults() {
 	for i := range a.Services {
 		s := &a.Services[i]
-		if s.Port == 0 {
+		if s.Port == 0 && s.Batch() == nil {
 			s.Port = DefaultPort
 		}
 		if sg := s.Scatter; sg != nil {
@@ -64,9 +64,27 @@ func (a *App) SetDefaults() {
 		if sp := s.Spread; sp != nil && sp.Choice == "" {
 			sp.Choice = ChoiceTwoChoices
 		}
+		if c := s.Cron; c != nil && c.ConcurrencyPolicy == "" {
+			c.ConcurrencyPolicy = ConcurrencyAllow
+		}
+		if s.Job != nil {
+			s.Job.setDefaults()
+		}
+		if s.Cron != nil {
+			s.Cron.Job.setDefaults()
+		}
 	}
 	if a.Name == "" && len(a.Services) > 0 {
 		a.Name = a.Services[0].Name
+	}
+}
+
+func (j *Job) setDefaults() {
+	if j.Completions == 0 {
+		j.Completions = 1
+	}
+	if j.Parallelism == 0 {
+		j.Parallelism = 1
 	}
 }
 
@@ -175,9 +193,20 @@ func (s *Service) validate(v *validator, p Path) {
 		v.atLeast(p.Dot("spread").Dot("replicas"), sp.Replicas, 1)
 		v.oneOf(p.Dot("spread").Dot("choice"), sp.Choice, ChoiceRandom, ChoiceTwoChoices)
 	}
+	if s.Job != nil {
+		set = append(set, "job")
+		s.Job.validate(v, p.Dot("job"))
+	}
+	if c := s.Cron; c != nil {
+		set = append(set, "cron")
+		c.validate(v, p.Dot("cron"))
+	}
+	if s.Batch() != nil {
+		s.validateBatch(v, p)
+	}
 	switch len(set) {
 	case 0:
-		v.addf(p, "must set one pattern: simple, shard, scatter or spread")
+		v.addf(p, "must set one pattern: simple, shard, scatter, spread, job or cron")
 	case 1:
 	default:
 		v.addf(p, "sets %s; a service follows exactly one pattern", strings.Join(set, " and "))
@@ -229,6 +258,53 @@ func (s *Service) validate(v *validator, p Path) {
 		if as.TargetCPU < 0 || as.TargetCPU > 100 {
 			v.addf(p.Dot("autoscale").Dot("target_cpu"), "must be a percentage in 1–100, got %d", as.TargetCPU)
 		}
+	}
+}
+
+func (j *Job) validate(v *validator, p Path) {
+	v.atLeast(p.Dot("completions"), j.Completions, 1)
+	v.atLeast(p.Dot("parallelism"), j.Parallelism, 1)
+	v.atLeast(p.Dot("retries"), j.Retries, 0)
+	if j.Deadline < 0 {
+		v.addf(p.Dot("deadline"), "must be ≥ 0 (0 means none), got %s", j.Deadline.D())
+	}
+}
+
+func (c *Cron) validate(v *validator, p Path) {
+	if err := ValidSchedule(c.Schedule); err != nil {
+		v.addf(p.Dot("schedule"), "%v", err)
+	}
+	if c.TimeZone != "" {
+		// time.LoadLocation reads "" and "Local" as the machine's zone,
+		// which a cluster does not share.
+		if _, err := time.LoadLocation(c.TimeZone); err != nil || c.TimeZone == "Local" {
+			v.addf(p.Dot("time_zone"), "%q is not an IANA time zone like \"Europe/Paris\" or \"UTC\"", c.TimeZone)
+		}
+	}
+	v.oneOf(p.Dot("concurrency_policy"), c.ConcurrencyPolicy, ConcurrencyAllow, ConcurrencyForbid, ConcurrencyReplace)
+	if c.StartingDeadline < 0 {
+		v.addf(p.Dot("starting_deadline"), "must be ≥ 0 (0 means none), got %s", c.StartingDeadline.D())
+	}
+	c.Job.validate(v, p.Dot("job"))
+}
+
+// validateBatch refuses what only a serving service can use.
+func (s *Service) validateBatch(v *validator, p Path) {
+	const why = "a %s service serves no requests; remove it"
+	if s.Port != 0 {
+		v.addf(p.Dot("port"), why, s.Pattern())
+	}
+	if s.Public {
+		v.addf(p.Dot("public"), why, s.Pattern())
+	}
+	if s.Probes != nil {
+		v.addf(p.Dot("probes"), why, s.Pattern())
+	}
+	if s.Autoscale != nil {
+		v.addf(p.Dot("autoscale"), "a %s service has no replicas to scale; set its parallelism instead", s.Pattern())
+	}
+	if len(s.Sidecars) > 0 {
+		v.addf(p.Dot("sidecars"), "a sidecar would keep each run of a %s service from completing; use init containers", s.Pattern())
 	}
 }
 
