@@ -16,10 +16,13 @@ type Role string
 // one asks the binary to print its spec, the other to hold a network
 // namespace.
 const (
-	RoleRouter   Role = "router"
-	RoleRoot     Role = "root"
-	RoleLeaf     Role = "leaf"
-	RoleReplica  Role = "replica"
+	RoleRouter  Role = "router"
+	RoleRoot    Role = "root"
+	RoleLeaf    Role = "leaf"
+	RoleReplica Role = "replica"
+	// RoleJob runs the program's job function once, for the completion
+	// index KILN_INDEX names, and exits: 0 when it returned nil.
+	RoleJob      Role = "job"
 	RoleDescribe Role = "describe"
 	// RolePause holds a pod's network namespace, as a Kubernetes pod's
 	// infra container does, on targets without pods: it waits for SIGTERM.
@@ -58,8 +61,13 @@ const (
 
 // Topology is every workload an app needs, in target-neutral terms.
 type Topology struct {
-	App       string
+	App string
+	// Workloads serve requests until they are stopped.
 	Workloads []Workload
+	// Jobs run to completion, once or on a schedule: one workload of role
+	// RoleJob per job or cron service, its Replicas the job's
+	// completions. A target that cannot run them must refuse them.
+	Jobs []Workload
 }
 
 // Workload is a set of identical processes of one role of one service.
@@ -79,6 +87,10 @@ type Workload struct {
 	Backends string
 	// Env is the service's own environment (its spec's env).
 	Env map[string]string
+	// Job is what a RoleJob workload runs, and Cron, when set, when it
+	// runs it (Job is then &Cron.Job); both nil for a serving workload.
+	Job  *spec.Job
+	Cron *spec.Cron
 }
 
 // Name is the workload's name, unique within the app: "kv-router".
@@ -117,6 +129,10 @@ func Build(app *spec.App) (*Topology, error) {
 	t := &Topology{App: app.Name}
 	for i := range app.Services {
 		s := &app.Services[i]
+		if job := s.Batch(); job != nil {
+			t.Jobs = append(t.Jobs, Workload{Service: s.Name, Role: RoleJob, Replicas: job.Completions, Unit: "job", Env: s.Env, Job: job, Cron: s.Cron})
+			continue
+		}
 		backend := Workload{Service: s.Name, Replicas: s.Backends(), Env: s.Env}
 		front := Workload{Service: s.Name, Replicas: 1, Entry: true, Role: RoleRouter, Unit: "router", Env: s.Env}
 		switch s.Pattern() {

@@ -88,9 +88,9 @@ type Deployment struct {
 // Start starts every process of t, backends first, and returns once each one
 // answers /readyz. On error nothing it started is left running.
 func Start(ctx context.Context, t *patterns.Topology, opts Options) (*Deployment, error) {
-	for i := range t.Workloads {
-		if opts.binary(t.Workloads[i].Service) == "" {
-			return nil, fmt.Errorf("local: no binary runs service %q: set Options.Binary or Options.Binaries", t.Workloads[i].Service)
+	for _, w := range slices.Concat(t.Workloads, t.Jobs) {
+		if opts.binary(w.Service) == "" {
+			return nil, fmt.Errorf("local: no binary runs service %q: set Options.Binary or Options.Binaries", w.Service)
 		}
 	}
 	if opts.Env == nil {
@@ -304,6 +304,13 @@ func stopAll(ps []*proc) {
 
 // Run starts t, prints one line per entry point to out, and stops everything
 // when ctx ends.
+//
+// t's jobs run beside its serving processes, each attempt's outcome
+// printed to out. When t has jobs only, and no cron job, Run returns once
+// they have ended: nil when every one succeeded, else the first failed
+// one's *JobError, whose ExitCode is its failed run's. Otherwise serving
+// processes and cron jobs run until ctx ends, and Run then returns the
+// first one-shot job's failure, if any.
 func Run(ctx context.Context, t *patterns.Topology, opts Options, out io.Writer) error {
 	d, err := Start(ctx, t, opts)
 	if err != nil {
@@ -313,9 +320,16 @@ func Run(ctx context.Context, t *patterns.Topology, opts Options, out io.Writer)
 	for _, e := range d.Endpoints() {
 		fmt.Fprintf(out, "kiln: %s serving at %s\n", e.Service, e.URL)
 	}
-	<-ctx.Done()
-	d.Shutdown()
-	return nil
+	serving := len(t.Workloads) > 0
+	if len(t.Jobs) > 0 {
+		err = d.runJobs(ctx, t.Jobs, out, serving)
+	} else {
+		<-ctx.Done()
+	}
+	if serving {
+		d.Shutdown()
+	}
+	return err
 }
 
 // Shutdown is Stop, saying so on the deployment's output.
@@ -389,7 +403,7 @@ func (p *proc) supervise(d *Deployment) {
 			select {
 			case err = <-exited:
 			case <-p.stop:
-				p.terminate(cmd, exited, d.opts.Grace)
+				terminate(cmd, exited, d.opts.Grace)
 				return
 			}
 			p.mu.Lock()
@@ -458,18 +472,21 @@ func (p *proc) start(d *Deployment, first bool) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// terminate sends SIGTERM to the process group, then SIGKILL after grace.
-func (p *proc) terminate(cmd *exec.Cmd, exited <-chan error, grace time.Duration) {
+// terminate sends SIGTERM to the process group, then SIGKILL after grace,
+// and returns how the process exited.
+func terminate(cmd *exec.Cmd, exited <-chan error, grace time.Duration) error {
 	pgid := cmd.Process.Pid
 	syscall.Kill(-pgid, syscall.SIGTERM)
+	var err error
 	select {
-	case <-exited:
+	case err = <-exited:
 	case <-time.After(grace):
 		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-exited
+		err = <-exited
 	}
 	// Reap anything the process left in its group.
 	syscall.Kill(-pgid, syscall.SIGKILL)
+	return err
 }
 
 func exitStatus(err error) string {
