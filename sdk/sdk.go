@@ -12,6 +12,9 @@
 // from another by name with App.Dial (see Conn for how each target wires
 // the name to an address).
 //
+// A job or cron service is declared with App.Job and a function that runs to
+// completion instead of a handler.
+//
 // Started by a developer (go run .), the program is the driver: it brings up
 // every service's whole topology on this machine and prints where each
 // serves. Started by a deployer with KILN_ROLE set, it serves that one role
@@ -21,6 +24,7 @@ package sdk
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,17 +97,17 @@ func GatherResponses(name string, fn patterns.GatherFunc) Option {
 
 // Instance says which process of the topology this is.
 type Instance struct {
-	Role    string // "router", "root", "leaf", "replica"; "" in the driver
+	Role    string // "router", "root", "leaf", "replica", "job"; "" in the driver
 	Service string
-	Index   int // shard, leaf or replica index
-	Count   int // how many shards, leaves or replicas there are
+	Index   int // shard, leaf or replica index; a job run's completion index
+	Count   int // how many shards, leaves or replicas there are; a job's completions
 }
 
 // Self describes this process. A leaf uses it to know which part of the data
 // it holds. In the driver it reports index 0 of 1.
 func Self() Instance {
 	in := Instance{Role: os.Getenv(patterns.EnvRole), Service: os.Getenv(patterns.EnvService), Count: 1}
-	if i, err := strconv.Atoi(os.Getenv(patterns.EnvIndex)); err == nil {
+	if i, err := strconv.Atoi(cmp.Or(os.Getenv(patterns.EnvIndex), os.Getenv(EnvCompletionIndex))); err == nil {
 		in.Index = i
 	}
 	if n, err := strconv.Atoi(os.Getenv(patterns.EnvCount)); err == nil && n > 0 {
@@ -143,6 +147,7 @@ type App struct {
 type service struct {
 	spec    spec.Service
 	handler http.Handler
+	job     func(context.Context) error // for a job or cron service
 	cfg     config
 }
 
@@ -163,7 +168,8 @@ func (a *App) Service(svc spec.Service, handler http.Handler, opts ...Option) {
 // Run runs the app and exits the program. It returns only to exit: 0 when
 // the driver was stopped with Ctrl-C, 1 on an error, 2 when the program
 // refuses its configuration (an invalid spec, an unknown role, a Dial of a
-// service the app does not have).
+// service the app does not have). A driver whose app has jobs exits with
+// the status of a failed job's run (see App.Job).
 func (a *App) Run() {
 	err := a.run(context.Background(), os.Args[1:], os.Stdout)
 	if err != nil {
@@ -171,6 +177,10 @@ func (a *App) Run() {
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(restart.ExitUsage)
+		}
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) && ec.ExitCode() > 0 {
+			os.Exit(ec.ExitCode())
 		}
 		os.Exit(1)
 	}
@@ -225,6 +235,9 @@ func (a *App) run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if role == patterns.RoleJob {
+		return a.runJob(ctx, app)
+	}
 	return a.serveRole(ctx, app, role)
 }
 
@@ -238,6 +251,9 @@ func (a *App) spec() (*spec.App, error) {
 		}
 		if c.gather != nil && svc.Scatter != nil && svc.Scatter.Gather == "" {
 			svc.Scatter.Gather = c.gatherName
+		}
+		if err := s.declared(); err != nil {
+			return nil, err
 		}
 		app.Services = append(app.Services, svc)
 	}

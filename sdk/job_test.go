@@ -1,0 +1,81 @@
+package sdk_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kiln-dev/kiln/internal/testbin"
+)
+
+// runBatch runs the driver of sdk/testdata/batch, as go run does, with env
+// added, and returns its exit status, its output and the runs it recorded.
+func runBatch(t *testing.T, env ...string) (status int, out string, runs []string) {
+	t.Helper()
+	dir := t.TempDir()
+	bin, err := testbin.Build(dir, "./sdk/testdata/batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(append(os.Environ(), "DIR="+dir), env...)
+	b, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	recorded, _ := os.ReadFile(filepath.Join(dir, "runs"))
+	runs = strings.Fields(string(recorded))
+	slices.Sort(runs)
+	return cmd.ProcessState.ExitCode(), string(b), runs
+}
+
+func TestDriverRunsAJobToCompletionAndExitsZero(t *testing.T) {
+	status, out, runs := runBatch(t, "FAIL=3", "FAILS=1")
+	if status != 0 {
+		t.Fatalf("the driver exited %d, want 0; its output:\n%s", status, out)
+	}
+	if want := []string{"0/5", "1/5", "2/5", "3/5", "3/5", "4/5"}; !slices.Equal(runs, want) {
+		t.Errorf("runs saw index/count %v, want %v: each index once, 3 twice", runs, want)
+	}
+	for _, want := range []string{
+		"kiln: migrate[3] attempt 1 failed (exit status 3); retrying in 100ms",
+		"kiln: migrate[3] attempt 2 succeeded",
+		"kiln: migrate completed: 5 of 5",
+		"migrate/job-3 | ", // each run's own output, named
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestDriverExitsWithTheFailedRunsStatus(t *testing.T) {
+	status, out, runs := runBatch(t, "FAIL=0")
+	if status != 3 {
+		t.Fatalf("the driver exited %d, want 3, the failed run's; its output:\n%s", status, out)
+	}
+	if n := strings.Count(strings.Join(runs, " "), "0/5"); n != 3 {
+		t.Errorf("index 0 ran %d times, want 3: a first run and its 2 retries", n)
+	}
+	if want := "kiln: migrate[0] attempt 3 failed (exit status 3); the job fails"; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
+func TestDriverRefusesAnInvalidScheduleNamingItsField(t *testing.T) {
+	status, out, runs := runBatch(t, "SCHEDULE=every minute")
+	if status != 2 {
+		t.Fatalf("the driver exited %d, want 2; its output:\n%s", status, out)
+	}
+	if want := `services[report].cron.schedule: "every minute" is not a cron schedule`; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+	if len(runs) > 0 {
+		t.Errorf("%d runs started, want none", len(runs))
+	}
+}
