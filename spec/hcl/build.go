@@ -178,7 +178,7 @@ func (l *loader) service(p spec.Path, h *serviceHeader, ctx *hclv2.EvalContext) 
 	l.at(p.Dot("public"), b.PublicRange)
 	s.Env = l.stringMap(p.Dot("env"), b.Env, b.EnvRange, ctx)
 
-	if len(b.Simple)+len(b.Shard)+len(b.Scatter)+len(b.Spread) < countBlocks(h.Body, "simple", "shard", "scatter", "spread") {
+	if len(b.Simple)+len(b.Shard)+len(b.Scatter)+len(b.Spread)+len(b.Job)+len(b.Cron) < countBlocks(h.Body, "simple", "shard", "scatter", "spread", "job", "cron") {
 		l.skip[p] = true // a pattern block was refused, and reported
 	}
 	if x, ok := single(l, "simple", b.Simple); ok {
@@ -234,6 +234,30 @@ func (l *loader) service(p spec.Path, h *serviceHeader, ctx *hclv2.EvalContext) 
 		l.at(pp.Dot("replicas"), x.ReplicasRange)
 		l.at(pp.Dot("choice"), x.ChoiceRange)
 		s.Spread = &spec.Spread{Replicas: x.Replicas, Choice: x.Choice}
+	}
+	if x, ok := single(l, "job", b.Job); ok {
+		s.Job = l.job(p.Dot("job"), x)
+	}
+	if x, ok := single(l, "cron", b.Cron); ok {
+		pp := p.Dot("cron")
+		l.at(pp, x.DefRange)
+		l.at(pp.Dot("schedule"), x.ScheduleRange)
+		l.at(pp.Dot("time_zone"), x.TimeZoneRange)
+		l.at(pp.Dot("concurrency_policy"), x.ConcurrencyPolicyRange)
+		l.at(pp.Dot("starting_deadline"), x.StartingDeadlineRange)
+		l.at(pp.Dot("suspend"), x.SuspendRange)
+		s.Cron = &spec.Cron{
+			Schedule:          x.Schedule,
+			TimeZone:          x.TimeZone,
+			ConcurrencyPolicy: x.ConcurrencyPolicy,
+			StartingDeadline:  l.duration("starting_deadline", x.StartingDeadline, x.StartingDeadlineRange),
+			Suspend:           x.Suspend,
+		}
+		// Without a job block, the template's fields are the cron block's.
+		l.at(pp.Dot("job"), x.DefRange)
+		if j, ok := single(l, "job", x.Job); ok {
+			s.Cron.Job = *l.job(pp.Dot("job"), j)
+		}
 	}
 	if x, ok := single(l, "resources", b.Resources); ok {
 		pp := p.Dot("resources")
@@ -314,6 +338,21 @@ func (l *loader) duration(name, s string, r hclv2.Range) spec.Duration {
 		return 0
 	}
 	return spec.Duration(d)
+}
+
+// job decodes a job block, the pattern's or a cron block's template, at p.
+func (l *loader) job(p spec.Path, x *jobBlock) *spec.Job {
+	l.at(p, x.DefRange)
+	l.at(p.Dot("completions"), x.CompletionsRange)
+	l.at(p.Dot("parallelism"), x.ParallelismRange)
+	l.at(p.Dot("retries"), x.RetriesRange)
+	l.at(p.Dot("deadline"), x.DeadlineRange)
+	return &spec.Job{
+		Completions: x.Completions,
+		Parallelism: x.Parallelism,
+		Retries:     x.Retries,
+		Deadline:    l.duration("deadline", x.Deadline, x.DeadlineRange),
+	}
 }
 
 func (l *loader) quantities(p spec.Path, kind string, bs []*quantitiesBlock) spec.Quantities {

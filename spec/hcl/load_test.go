@@ -161,6 +161,100 @@ type badCase struct {
 
 var badCases = []badCase{
 	{
+		name: "invalid cron schedule",
+		src: `service "report" {
+  cron { schedule = "every minute" }
+}`,
+		at: "kiln.hcl:2,10-35", summary: "Invalid cron schedule", detail: `In service "report", cron.schedule: "every minute" is not a cron schedule (5 fields like "*/5 * * * *", or @yearly, @monthly, @weekly, @daily, @hourly, "@every 1m"): expected exactly 5 fields, found 2: [every minute].`,
+	},
+	{
+		name: "cron without a schedule",
+		src: `service "report" {
+  cron { suspend = true }
+}`,
+		at: "kiln.hcl:2,3-7", summary: "Missing cron schedule", detail: `cron.schedule must be set`,
+	},
+	{
+		name: "unknown time zone",
+		src: `service "report" {
+  cron {
+    schedule  = "@daily"
+    time_zone = "Paris"
+  }
+}`,
+		at: "kiln.hcl:4,5-24", summary: "Invalid time zone", detail: `cron.time_zone: "Paris" is not an IANA time zone`,
+	},
+	{
+		name: "unknown concurrency policy",
+		src: `service "report" {
+  cron {
+    schedule           = "@hourly"
+    concurrency_policy = "queue"
+  }
+}`,
+		at: "kiln.hcl:4,5-33", summary: "Invalid concurrency policy", detail: `cron.concurrency_policy must be one of "allow", "forbid", "replace", got "queue"`,
+	},
+	{
+		name: "starting deadline that is no duration",
+		src: `service "report" {
+  cron {
+    schedule          = "@hourly"
+    starting_deadline = "soon"
+  }
+}`,
+		at: "kiln.hcl:4,5-31", summary: "Invalid duration", detail: `starting_deadline = "soon" is not a duration`,
+	},
+	{
+		name: "cron job template of negative parallelism",
+		src: `service "report" {
+  cron {
+    schedule = "@every 1m"
+    job { parallelism = -1 }
+  }
+}`,
+		at: "kiln.hcl:4,11-27", summary: "Invalid parallelism", detail: `cron.job.parallelism must be ≥ 1, got -1`,
+	},
+	{
+		name: "negative completions",
+		src: `service "migrate" {
+  job {
+    completions = -2
+  }
+}`,
+		at: "kiln.hcl:3,5-21", summary: "Invalid completion count", detail: `job.completions must be ≥ 1, got -2`,
+	},
+	{
+		name: "negative retries",
+		src: `service "migrate" {
+  job { retries = -1 }
+}`,
+		at: "kiln.hcl:2,9-21", summary: "Invalid retry count", detail: `job.retries must be ≥ 0, got -1`,
+	},
+	{
+		name: "two job blocks",
+		src: `service "migrate" {
+  job { completions = 2 }
+  job { completions = 3 }
+}`,
+		at: "kiln.hcl:3,3-6", summary: "Duplicate job block", detail: "Only one job block is allowed here",
+	},
+	{
+		name: "job and cron",
+		src: `service "migrate" {
+  job {}
+  cron { schedule = "@daily" }
+}`,
+		at: "kiln.hcl:1,1-18", summary: "Conflicting patterns", detail: "sets job and cron",
+	},
+	{
+		name: "public job",
+		src: `service "migrate" {
+  public = true
+  job {}
+}`,
+		at: "kiln.hcl:2,3-16", summary: "Invalid public", detail: "a job service serves no requests",
+	},
+	{
 		name: "zero shards",
 		src: `service "kv" {
   shard {

@@ -52,6 +52,8 @@ type serviceBody struct {
 	Shard     []*shardBlock     `hcl:"shard,block"`
 	Scatter   []*scatterBlock   `hcl:"scatter,block"`
 	Spread    []*spreadBlock    `hcl:"spread,block"`
+	Job       []*jobBlock       `hcl:"job,block"`
+	Cron      []*cronBlock      `hcl:"cron,block"`
 	Resources []*resourcesBlock `hcl:"resources,block"`
 	Sidecars  []*containerBlock `hcl:"sidecar,block"`
 	Init      []*containerBlock `hcl:"init,block"`
@@ -108,6 +110,33 @@ type spreadBlock struct {
 	Choice        string      `hcl:"choice,optional"`
 	ChoiceRange   hclv2.Range `hcl:"choice,attr_range"`
 	DefRange      hclv2.Range `hcl:",def_range"`
+}
+
+type jobBlock struct {
+	Completions      int         `hcl:"completions,optional"`
+	CompletionsRange hclv2.Range `hcl:"completions,attr_range"`
+	Parallelism      int         `hcl:"parallelism,optional"`
+	ParallelismRange hclv2.Range `hcl:"parallelism,attr_range"`
+	Retries          int         `hcl:"retries,optional"`
+	RetriesRange     hclv2.Range `hcl:"retries,attr_range"`
+	Deadline         string      `hcl:"deadline,optional"`
+	DeadlineRange    hclv2.Range `hcl:"deadline,attr_range"`
+	DefRange         hclv2.Range `hcl:",def_range"`
+}
+
+type cronBlock struct {
+	Schedule               string      `hcl:"schedule,optional"`
+	ScheduleRange          hclv2.Range `hcl:"schedule,attr_range"`
+	TimeZone               string      `hcl:"time_zone,optional"`
+	TimeZoneRange          hclv2.Range `hcl:"time_zone,attr_range"`
+	ConcurrencyPolicy      string      `hcl:"concurrency_policy,optional"`
+	ConcurrencyPolicyRange hclv2.Range `hcl:"concurrency_policy,attr_range"`
+	StartingDeadline       string      `hcl:"starting_deadline,optional"`
+	StartingDeadlineRange  hclv2.Range `hcl:"starting_deadline,attr_range"`
+	Suspend                bool        `hcl:"suspend,optional"`
+	SuspendRange           hclv2.Range `hcl:"suspend,attr_range"`
+	Job                    []*jobBlock `hcl:"job,block"`
+	DefRange               hclv2.Range `hcl:",def_range"`
 }
 
 type resourcesBlock struct {
@@ -183,6 +212,8 @@ func (b *shardBlock) defRange() hclv2.Range      { return b.DefRange }
 func (b *keyBlock) defRange() hclv2.Range        { return b.DefRange }
 func (b *scatterBlock) defRange() hclv2.Range    { return b.DefRange }
 func (b *spreadBlock) defRange() hclv2.Range     { return b.DefRange }
+func (b *jobBlock) defRange() hclv2.Range        { return b.DefRange }
+func (b *cronBlock) defRange() hclv2.Range       { return b.DefRange }
 func (b *resourcesBlock) defRange() hclv2.Range  { return b.DefRange }
 func (b *quantitiesBlock) defRange() hclv2.Range { return b.DefRange }
 func (b *probesBlock) defRange() hclv2.Range     { return b.DefRange }

@@ -134,3 +134,26 @@ service "images" {
     choice   = "random"
   }
 }
+
+service "migrate" {
+  job {
+    completions = 5
+    parallelism = 2
+    retries     = 3
+    deadline    = "10m"
+  }
+}
+
+service "report" {
+  cron {
+    schedule           = "*/5 * * * *"
+    time_zone          = "Europe/Paris"
+    concurrency_policy = "forbid"
+    starting_deadline  = "30s"
+    suspend            = true
+    job {
+      retries  = 1
+      deadline = "1m"
+    }
+  }
+}
