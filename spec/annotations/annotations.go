@@ -165,6 +165,10 @@ type Service struct {
 	// struct type); otherwise with T{}.
 	Type    bool
 	Pointer bool
+	// Job says Handler is the function of a job or cron service,
+	// func Name(ctx context.Context) error, which the generated main hands
+	// to app.Job.
+	Job bool
 	// Dials are the services the handler's *sdk.Conn parameters name, in
 	// parameter order; nil for a type or a func without parameters.
 	Dials []string

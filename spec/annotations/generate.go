@@ -155,6 +155,10 @@ func (g *generator) body() string {
 	}
 	for i, sv := range g.p.Services {
 		s := &g.p.App.Services[i]
+		if sv.Job {
+			fmt.Fprintf(&b, "app.Job(%s, %s.%s)\n", g.service(s, sv), g.alias, sv.Handler)
+			continue
+		}
 		fmt.Fprintf(&b, "app.Service(%s, %s", g.service(s, sv), g.handler(sv))
 		if sv.KeyFunc != "" {
 			fmt.Fprintf(&b, ", sdk.KeyFunc(%s, %s.%s)", strconv.Quote(sv.KeyFunc), g.alias, sv.KeyFunc)
@@ -255,6 +259,29 @@ func (g *generator) service(s *spec.Service, sv Service) string {
 			})})
 		}
 		fs = append(fs, field{"Spread", "&" + literal("spec.Spread", sp)})
+	case s.Job != nil:
+		fs = append(fs, field{"Job", "&" + literal("spec.Job", g.job(*s.Job))})
+	case s.Cron != nil:
+		c := s.Cron
+		cf := []field{{"Schedule", goString(c.Schedule)}}
+		if c.TimeZone != "" {
+			cf = append(cf, field{"TimeZone", goString(c.TimeZone)})
+		}
+		if c.ConcurrencyPolicy != "" && c.ConcurrencyPolicy != spec.ConcurrencyAllow {
+			cf = append(cf, field{"ConcurrencyPolicy", constant(c.ConcurrencyPolicy, map[string]string{
+				spec.ConcurrencyForbid: "spec.ConcurrencyForbid", spec.ConcurrencyReplace: "spec.ConcurrencyReplace",
+			})})
+		}
+		if c.StartingDeadline != 0 {
+			cf = append(cf, field{"StartingDeadline", "spec.Duration(" + g.duration(c.StartingDeadline.D()) + ")"})
+		}
+		if c.Suspend {
+			cf = append(cf, field{"Suspend", "true"})
+		}
+		if jf := g.job(c.Job); len(jf) > 0 {
+			cf = append(cf, field{"Job", literal("spec.Job", jf)})
+		}
+		fs = append(fs, field{"Cron", "&" + literal("spec.Cron", cf)})
 	}
 	// A service literal is always written one field a line, as the SDK's
 	// examples do.
@@ -265,6 +292,25 @@ func (g *generator) service(s *spec.Service, sv Service) string {
 	}
 	b.WriteString("}")
 	return b.String()
+}
+
+// job is the fields of a spec.Job literal of j, without those SetDefaults
+// fills in.
+func (g *generator) job(j spec.Job) []field {
+	var fs []field
+	if j.Completions > 1 {
+		fs = append(fs, field{"Completions", strconv.Itoa(j.Completions)})
+	}
+	if j.Parallelism > 1 {
+		fs = append(fs, field{"Parallelism", strconv.Itoa(j.Parallelism)})
+	}
+	if j.Retries != 0 {
+		fs = append(fs, field{"Retries", strconv.Itoa(j.Retries)})
+	}
+	if j.Deadline != 0 {
+		fs = append(fs, field{"Deadline", "spec.Duration(" + g.duration(j.Deadline.D()) + ")"})
+	}
+	return fs
 }
 
 // key is the spec.Key literal of k.

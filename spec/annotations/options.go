@@ -11,7 +11,13 @@ import (
 )
 
 // patternNames are the patterns, in the order messages list them.
-var patternNames = []string{"simple", "shard", "scatter", "spread"}
+var patternNames = []string{"simple", "shard", "scatter", "spread", "job", "cron"}
+
+// patternsText lists the patterns for messages.
+const patternsText = "simple, shard, scatter, spread, job or cron"
+
+// jobOptions are the options of a job, and of a cron job's template.
+var jobOptions = []string{"completions", "parallelism", "retries", "deadline"}
 
 // patternOptions are the options each pattern takes, in the order messages
 // list them.
@@ -20,6 +26,8 @@ var patternOptions = map[string][]string{
 	"shard":   {"shards", "key", "ambassador", "port", "public"},
 	"scatter": {"leaves", "gather", "timeout", "on-leaf-error", "port", "public"},
 	"spread":  {"replicas", "choice", "port", "public"},
+	"job":     jobOptions,
+	"cron":    append([]string{"schedule", "time-zone", "concurrency", "starting-deadline", "suspend"}, jobOptions...),
 }
 
 // requiredOptions are the options a pattern cannot do without.
@@ -28,40 +36,60 @@ var requiredOptions = map[string][]string{
 	"shard":   {"shards", "key"},
 	"scatter": {"leaves"},
 	"spread":  {"replicas"},
+	"cron":    {"schedule"},
 }
 
 // allOptions is every option, in the order messages list them.
-var allOptions = []string{"replicas", "shards", "key", "ambassador", "leaves", "gather", "timeout", "on-leaf-error", "choice", "port", "public"}
+var allOptions = []string{"replicas", "shards", "key", "ambassador", "leaves", "gather", "timeout", "on-leaf-error", "choice", "port", "public",
+	"schedule", "time-zone", "concurrency", "starting-deadline", "suspend", "completions", "parallelism", "retries", "deadline"}
 
 // examples show each option written out, for messages.
 var examples = map[string]string{
-	"replicas":      "replicas=2",
-	"shards":        "shards=3",
-	"key":           "key=path:2",
-	"ambassador":    "ambassador=web",
-	"leaves":        "leaves=4",
-	"gather":        "gather=concat",
-	"timeout":       "timeout=500ms",
-	"on-leaf-error": "on-leaf-error=partial",
-	"choice":        "choice=random",
-	"port":          "port=8081",
-	"public":        "public",
+	"replicas":          "replicas=2",
+	"shards":            "shards=3",
+	"key":               "key=path:2",
+	"ambassador":        "ambassador=web",
+	"leaves":            "leaves=4",
+	"gather":            "gather=concat",
+	"timeout":           "timeout=500ms",
+	"on-leaf-error":     "on-leaf-error=partial",
+	"choice":            "choice=random",
+	"port":              "port=8081",
+	"public":            "public",
+	"schedule":          `schedule="*/5 * * * *"`,
+	"time-zone":         "time-zone=Europe/Paris",
+	"concurrency":       "concurrency=forbid",
+	"starting-deadline": "starting-deadline=30s",
+	"suspend":           "suspend",
+	"completions":       "completions=5",
+	"parallelism":       "parallelism=2",
+	"retries":           "retries=3",
+	"deadline":          "deadline=10m",
 }
 
 // fields are the spec fields each option sets, under the pattern's field
 // (or the service, for port and public), as spec.Path names them.
 var fields = map[string]string{
-	"replicas":      "replicas",
-	"shards":        "shards",
-	"key":           "key",
-	"ambassador":    "ambassador",
-	"leaves":        "leaves",
-	"gather":        "gather",
-	"timeout":       "timeout",
-	"on-leaf-error": "on_leaf_error",
-	"choice":        "choice",
-	"port":          "port",
-	"public":        "public",
+	"replicas":          "replicas",
+	"shards":            "shards",
+	"key":               "key",
+	"ambassador":        "ambassador",
+	"leaves":            "leaves",
+	"gather":            "gather",
+	"timeout":           "timeout",
+	"on-leaf-error":     "on_leaf_error",
+	"choice":            "choice",
+	"port":              "port",
+	"public":            "public",
+	"schedule":          "schedule",
+	"time-zone":         "time_zone",
+	"concurrency":       "concurrency_policy",
+	"starting-deadline": "starting_deadline",
+	"suspend":           "suspend",
+	"completions":       "completions",
+	"parallelism":       "parallelism",
+	"retries":           "retries",
+	"deadline":          "deadline",
 }
 
 // keyForms are the forms of key=, in the order messages list them.
@@ -94,6 +122,11 @@ type values struct {
 	goGather                       word // gather=Ident for a Go gather
 	timeout                        spec.Duration
 	onLeafError, choice            string
+
+	completions, parallelism, retries int
+	deadline, startingDeadline        spec.Duration
+	schedule, timeZone, concurrency   string
+	suspend                           bool
 }
 
 // optionReader reads the option words of one //kiln:service.
@@ -168,8 +201,8 @@ func (o *optionReader) read(w word) {
 	}
 	valPos := w.pos + token.Pos(len(name)+1)
 	if !hasValue {
-		if name == "public" {
-			o.v.public = true
+		if name == "public" || name == "suspend" {
+			o.readValue(o.v, name, "true", w.pos, nil)
 			o.at[name] = word{text: name, pos: w.pos}
 			return
 		}
@@ -241,16 +274,67 @@ func (p *reader) readValue(v *values, name, s string, pos token.Pos, inner func(
 			return false
 		}
 		v.port = n
-	case "public":
+	case "public", "suspend":
+		var b bool
 		switch s {
 		case "true":
-			v.public = true
+			b = true
 		case "false":
-			v.public = false
 		default:
-			p.errorf(pos, "bad value %q for public; want public, public=true or public=false", s)
+			p.errorf(pos, "bad value %q for %s; want %s, %s=true or %s=false", s, name, name, name, name)
 			return false
 		}
+		if name == "public" {
+			v.public = b
+		} else {
+			v.suspend = b
+		}
+	case "completions", "parallelism":
+		n, ok := p.count(name, s, pos)
+		if !ok {
+			return false
+		}
+		if name == "completions" {
+			v.completions = n
+		} else {
+			v.parallelism = n
+		}
+	case "retries":
+		n, err := strconv.Atoi(s)
+		switch {
+		case err != nil && !isRange(err):
+			p.errorf(pos, "bad number %q for retries; want a whole number, like %s", s, examples[name])
+			return false
+		case err != nil || n < 0:
+			p.errorf(pos, "retries=%s is out of range; want 0 or more", s)
+			return false
+		}
+		v.retries = n
+	case "deadline", "starting-deadline":
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			p.errorf(pos, "bad duration %q for %s; want a Go duration with a unit, like %s", s, name, examples[name])
+			return false
+		case d < 0:
+			p.errorf(pos, "%s=%s is out of range; want a duration ≥ 0", name, s)
+			return false
+		}
+		if name == "deadline" {
+			v.deadline = spec.Duration(d)
+		} else {
+			v.startingDeadline = spec.Duration(d)
+		}
+	case "schedule":
+		v.schedule = s // spec.Validate parses it, and says why at this word
+	case "time-zone":
+		v.timeZone = s
+	case "concurrency":
+		if s != spec.ConcurrencyAllow && s != spec.ConcurrencyForbid && s != spec.ConcurrencyReplace {
+			p.errorf(pos, "bad value %q for concurrency; want allow, forbid or replace", s)
+			return false
+		}
+		v.concurrency = s
 	case "key":
 		return p.readKey(v, s, pos, inner)
 	case "ambassador":

@@ -7,6 +7,7 @@ import (
 	"go/scanner"
 	"go/token"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,7 @@ import (
 // Import paths the annotated code is checked against.
 const (
 	httpPath     = "net/http"
+	contextPath  = "context"
 	sdkPath      = "github.com/kiln-dev/kiln/sdk"
 	specPath     = "github.com/kiln-dev/kiln/spec"
 	patternsPath = "github.com/kiln-dev/kiln/patterns"
@@ -287,13 +289,16 @@ func (p *reader) readFile(fi *fileInfo) {
 			case "service":
 				hasService = true
 				p.readService(d, o)
+			case "job", "cron":
+				hasService = true
+				p.readBatch(d, o)
 			case "app":
 				p.readApp(d)
 				apps = append(apps, d)
 			case "":
-				p.errorf(d.pos(), "//kiln: names no annotation; write //kiln:service or //kiln:app")
+				p.errorf(d.pos(), "//kiln: names no annotation; write //kiln:service, //kiln:job, //kiln:cron or //kiln:app")
 			default:
-				p.errorf(d.pos(), "unknown annotation //kiln:%s%s; kiln reads //kiln:service and //kiln:app", d.verb, didYouMeanDirective(d.verb))
+				p.errorf(d.pos(), "unknown annotation //kiln:%s%s; kiln reads //kiln:service, //kiln:job, //kiln:cron and //kiln:app", d.verb, didYouMeanDirective(d.verb))
 			}
 		}
 		for _, d := range apps {
@@ -305,10 +310,35 @@ func (p *reader) readFile(fi *fileInfo) {
 }
 
 func didYouMeanDirective(verb string) string {
-	if c := suggest(verb, []string{"service", "app"}); c != "" {
+	if c := suggest(verb, []string{"service", "job", "cron", "app"}); c != "" {
 		return " (did you mean //kiln:" + c + "?)"
 	}
 	return ""
+}
+
+// readBatch reads //kiln:job NAME [option=value ...] and //kiln:cron NAME
+// schedule=... [option=value ...]: a //kiln:service whose pattern is the
+// verb.
+func (p *reader) readBatch(d *directive, o owner) {
+	ws := d.words
+	if d.unterminated == token.NoPos && (len(ws) == 0 || strings.Contains(ws[0].text, "=")) {
+		at := d.verbEnd
+		if len(ws) > 0 {
+			at = ws[0].pos
+		}
+		more := ""
+		if d.verb == "cron" {
+			more = " " + examples["schedule"]
+		}
+		p.errorf(at, "missing %s name; write //kiln:%s NAME%s [option=value ...]", d.verb, d.verb, more)
+		p.unread = true
+		return
+	}
+	if len(ws) > 0 {
+		verb := word{text: d.verb, pos: d.verbEnd - token.Pos(len(d.verb))}
+		d.words = append([]word{ws[0], verb}, ws[1:]...)
+	}
+	p.readService(d, o)
 }
 
 // readApp reads //kiln:app NAME.
@@ -357,16 +387,16 @@ func (p *reader) readService(d *directive, o owner) *serviceAnn {
 		pattern, opts = ws[0], ws[1:]
 	case len(ws) == 1:
 		name = ws[0]
-		p.errorf(ws[0].end(), "missing pattern after service name %s; write //kiln:service %s PATTERN, where PATTERN is simple, shard, scatter or spread", name.text, name.text)
+		p.errorf(ws[0].end(), "missing pattern after service name %s; write //kiln:service %s PATTERN, where PATTERN is %s", name.text, name.text, patternsText)
 	case hasEq(1):
 		name, opts = ws[0], ws[1:]
-		p.errorf(ws[1].pos, "missing pattern after service name %s; write //kiln:service %s PATTERN, where PATTERN is simple, shard, scatter or spread", name.text, name.text)
+		p.errorf(ws[1].pos, "missing pattern after service name %s; write //kiln:service %s PATTERN, where PATTERN is %s", name.text, name.text, patternsText)
 	default:
 		name, opts = ws[0], ws[2:]
 		if isPattern(ws[1].text) {
 			pattern = ws[1]
 		} else {
-			p.errorf(ws[1].pos, "unknown pattern %q%s; use simple, shard, scatter or spread", ws[1].text, didYouMean(ws[1].text, patternNames))
+			p.errorf(ws[1].pos, "unknown pattern %q%s; use %s", ws[1].text, didYouMean(ws[1].text, patternNames), patternsText)
 		}
 	}
 	opt := p.readOptions(opts, pattern.text)
@@ -451,6 +481,13 @@ func (p *reader) add(s *serviceAnn) {
 		svc.Scatter = &spec.Scatter{Leaves: v.leaves, Gather: v.gather, Timeout: v.timeout, OnLeafError: v.onLeafError}
 	case "spread":
 		svc.Spread = &spec.Spread{Replicas: v.replicas, Choice: v.choice}
+	case "job":
+		svc.Job = &spec.Job{Completions: v.completions, Parallelism: v.parallelism, Retries: v.retries, Deadline: v.deadline}
+	case "cron":
+		svc.Cron = &spec.Cron{
+			Schedule: v.schedule, TimeZone: v.timeZone, ConcurrencyPolicy: v.concurrency, StartingDeadline: v.startingDeadline, Suspend: v.suspend,
+			Job: spec.Job{Completions: v.completions, Parallelism: v.parallelism, Retries: v.retries, Deadline: v.deadline},
+		}
 	}
 	i := len(p.pkg.App.Services)
 	p.pkg.App.Services = append(p.pkg.App.Services, svc)
@@ -463,8 +500,11 @@ func (p *reader) add(s *serviceAnn) {
 	p.places[sp.Dot(pat)] = place{pos: s.pattern.pos, label: pat}
 	for name, w := range s.at {
 		fp := sp.Dot(pat).Dot(fields[name])
-		if name == "port" || name == "public" {
+		switch {
+		case name == "port" || name == "public":
 			fp = sp.Dot(fields[name])
+		case pat == "cron" && slices.Contains(jobOptions, name):
+			fp = sp.Dot(pat).Dot("job").Dot(fields[name])
 		}
 		p.places[fp] = place{pos: w.pos, label: name}
 	}

@@ -59,6 +59,84 @@ type badCase struct {
 
 var badCases = []badCase{
 	{
+		name: "invalid cron schedule",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:cron report schedule="every minute"
+func Report(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:29: schedule "every minute" is not a cron schedule (5 fields like "*/5 * * * *", or @yearly, @monthly, @weekly, @daily, @hourly, "@every 1m"): expected exactly 5 fields, found 2: [every minute]`,
+	},
+	{
+		name: "cron without a schedule",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:cron report retries=2
+func Report(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:8: a cron service needs option schedule; add schedule="*/5 * * * *"`,
+	},
+	{
+		name: "unknown time zone",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:cron report schedule=@hourly time-zone=Mars/Olympus
+func Report(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:47: time-zone "Mars/Olympus" is not an IANA time zone like "Europe/Paris" or "UTC"`,
+	},
+	{
+		name: "unknown concurrency policy",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:cron report schedule=@hourly concurrency=queue
+func Report(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:49: bad value "queue" for concurrency; want allow, forbid or replace`,
+	},
+	{
+		name: "job without a name",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:job completions=2
+func Migrate(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:12: missing job name; write //kiln:job NAME [option=value ...]`,
+	},
+	{
+		name: "cron option on a job",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:job migrate concurrency=forbid
+func Migrate(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:20: concurrency is an option of cron, not job; a job service takes completions, parallelism, retries and deadline`,
+	},
+	{
+		name: "negative retries",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:job migrate retries=-1
+func Migrate(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:28: retries=-1 is out of range; want 0 or more`,
+	},
+	{
+		name: "deadline without a unit",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:job migrate deadline=10
+func Migrate(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:29: bad duration "10" for deadline; want a Go duration with a unit, like deadline=10m`,
+	},
+	{
+		name: "job function of the wrong type",
+		src: `//kiln:job migrate completions=3
+func Migrate() http.Handler { return nil }`,
+		want: `kv.go:3:6: Migrate is func() http.Handler; a job service's function is func Migrate(ctx context.Context) error`,
+	},
+	{
+		name: "cron on a type",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:cron report schedule=@daily
+type Report struct{}`,
+		want: `kv.go:3:6: //kiln:cron is on type Report; a cron runs a function: put it on func Name(ctx context.Context) error`,
+	},
+	{
 		name: "unknown option with a likely typo",
 		src: `//kiln:service kv shard shads=3 key=path:2
 func NewKV() http.Handler { return nil }`,
@@ -74,14 +152,14 @@ func NewKV() http.Handler { return nil }`,
 		name: "unknown option of an unknown pattern",
 		src: `//kiln:service kv shrad colour=red
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:19: unknown pattern "shrad" (did you mean shard?); use simple, shard, scatter or spread
-kv.go:2:25: unknown option "colour"; the options are replicas, shards, key, ambassador, leaves, gather, timeout, on-leaf-error, choice, port and public`,
+		want: `kv.go:2:19: unknown pattern "shrad" (did you mean shard?); use simple, shard, scatter, spread, job or cron
+kv.go:2:25: unknown option "colour"; the options are replicas, shards, key, ambassador, leaves, gather, timeout, on-leaf-error, choice, port, public, schedule, time-zone, concurrency, starting-deadline, suspend, completions, parallelism, retries and deadline`,
 	},
 	{
 		name: "unknown pattern",
 		src: `//kiln:service kv shrad shards=3
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:19: unknown pattern "shrad" (did you mean shard?); use simple, shard, scatter or spread`,
+		want: `kv.go:2:19: unknown pattern "shrad" (did you mean shard?); use simple, shard, scatter, spread, job or cron`,
 	},
 	{
 		name: "missing service name",
@@ -99,13 +177,13 @@ func NewKV() http.Handler { return nil }`,
 		name: "missing pattern",
 		src: `//kiln:service kv
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:18: missing pattern after service name kv; write //kiln:service kv PATTERN, where PATTERN is simple, shard, scatter or spread`,
+		want: `kv.go:2:18: missing pattern after service name kv; write //kiln:service kv PATTERN, where PATTERN is simple, shard, scatter, spread, job or cron`,
 	},
 	{
 		name: "missing pattern before the options",
 		src: `//kiln:service kv shards=3
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:19: missing pattern after service name kv; write //kiln:service kv PATTERN, where PATTERN is simple, shard, scatter or spread`,
+		want: `kv.go:2:19: missing pattern after service name kv; write //kiln:service kv PATTERN, where PATTERN is simple, shard, scatter, spread, job or cron`,
 	},
 	{
 		name: "missing value",
@@ -355,7 +433,7 @@ func NewKV() http.Handler { return nil }`,
 		name: "unknown annotation",
 		src: `//kiln:servce kv simple replicas=1
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:1: unknown annotation //kiln:servce (did you mean //kiln:service?); kiln reads //kiln:service and //kiln:app`,
+		want: `kv.go:2:1: unknown annotation //kiln:servce (did you mean //kiln:service?); kiln reads //kiln:service, //kiln:job, //kiln:cron and //kiln:app`,
 	},
 	{
 		name: "annotation inside a function body",
@@ -437,7 +515,7 @@ func NewKV() http.Handler { return nil }`,
 		name: "annotation with no name",
 		src: `//kiln:
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:1: //kiln: names no annotation; write //kiln:service or //kiln:app`,
+		want: `kv.go:2:1: //kiln: names no annotation; write //kiln:service, //kiln:job, //kiln:cron or //kiln:app`,
 	},
 	{
 		name: "app without a name",
@@ -550,7 +628,7 @@ kv.go:6:25: leaves is an option of scatter, not shard; a shard service takes sha
 kv.go:6:43: bad path segment "x" in key=path:x; want a whole number ≥ 1, like key=path:2
 kv.go:6:45: timeout is an option of scatter, not shard; a shard service takes shards, key, ambassador, port and public
 kv.go:7:6: newKV is not exported; the generated main package calls it, so rename it NewKV
-kv.go:9:1: unknown annotation //kiln:servce (did you mean //kiln:service?); kiln reads //kiln:service and //kiln:app
+kv.go:9:1: unknown annotation //kiln:servce (did you mean //kiln:service?); kiln reads //kiln:service, //kiln:job, //kiln:cron and //kiln:app
 kv.go:12:47: no func Merge in package kv; want func Merge(parts []T) (T, error) or func Merge(parts []patterns.LeafResponse) (patterns.Response, error)
 kv.go:14:2: //kiln:service is not in the doc comment of a package-level func or type; put it in the comment right above the func that makes the handler, with no blank line between
 kv.go:18:16: service search is declared twice (first at kv.go:12:16); rename one
@@ -564,7 +642,7 @@ kv.go:19:6: Search has no ServeHTTP method in package kv; want func (h *Search) 
 
 // goodPackages are the annotated packages under testdata/good; each
 // compiles.
-var goodPackages = []string{"simple", "shard", "scatter", "spread", "shop", "funcs", "types", "clash"}
+var goodPackages = []string{"simple", "shard", "scatter", "spread", "shop", "funcs", "types", "clash", "batch"}
 
 const goodImport = "github.com/kiln-dev/kiln/spec/annotations/testdata/good/"
 

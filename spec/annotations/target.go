@@ -77,10 +77,34 @@ func (p *reader) checkTarget(s *serviceAnn) {
 	if s.index >= 0 {
 		out = &p.pkg.Services[s.index]
 	}
-	if o.fd != nil {
+	switch {
+	case s.pattern.text == "job" || s.pattern.text == "cron":
+		p.checkJobFunc(out, s, o)
+	case o.fd != nil:
 		p.checkFunc(out, o.fd, o.fi)
-	} else {
+	default:
 		p.checkType(out, o.ts)
+	}
+}
+
+// checkJobFunc checks the function of a job or cron service:
+// func Name(ctx context.Context) error.
+func (p *reader) checkJobFunc(out *Service, s *serviceAnn, o owner) {
+	if o.fd == nil {
+		p.errorf(o.ts.Name.Pos(), "//kiln:%s is on type %s; a %s runs a function: put it on func Name(ctx context.Context) error", s.pattern.text, o.ts.Name.Name, s.pattern.text)
+		return
+	}
+	fd, fi := o.fd, o.fi
+	name := fd.Name.Name
+	want := "func " + name + "(ctx context.Context) error"
+	out.Handler, out.Job = name, true
+	if !ast.IsExported(name) {
+		p.errorf(fd.Name.Pos(), "%s is not exported; the generated main package hands it to app.Job, so rename it %s", name, exported(name))
+	}
+	ft := fd.Type
+	ps, rs := flatten(ft.Params), flatten(ft.Results)
+	if hasTypeParams(ft.TypeParams) || len(ps) != 1 || !fi.is(ps[0].typ, contextPath, "Context") || len(rs) != 1 || !isIdent(rs[0].typ, "error") {
+		p.errorf(fd.Name.Pos(), "%s is %s; a %s service's function is %s", name, exprString(ft), s.pattern.text, want)
 	}
 }
 
