@@ -312,6 +312,9 @@ func (a *App) serveRole(ctx context.Context, app *spec.App, role patterns.Role) 
 	if err != nil {
 		return err
 	}
+	// The Docker target's Roll waits for this line, role, service and
+	// index first, before it stops the program it replaces on the same
+	// socket (deployer/docker's isServing).
 	log.Info("serving", "role", role, "service", svc.Name, "index", Self().Index, "addr", ln.Addr().String(), "pid", os.Getpid())
 	// Connections wait in the socket's queue until Serve accepts them, so
 	// saying ready before it starts loses none.

@@ -147,7 +147,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (_ patterns.Discovery, err 
 		}
 		changed = append(changed, pod)
 	}
-	if made.volumes, err = e.volumes(ctx, p); err != nil {
+	if made.volumes, err = e.volumes(ctx, p, true); err != nil {
 		return nil, err
 	}
 	for _, pod := range changed {
@@ -172,12 +172,12 @@ func (e *Engine) Apply(ctx context.Context, p *Plan) (_ patterns.Discovery, err 
 			if err != nil {
 				return err
 			}
-			return e.waitReady(gctx, p.App, pod, start)
+			return e.waitReady(gctx, p.App, pod, start, readyTimeout)
 		})
 	}
 	for i := range p.Pods {
 		if pod := &p.Pods[i]; !isChanged[pod.Name] {
-			g.Go(func() error { return e.waitReady(gctx, p.App, pod, start) })
+			g.Go(func() error { return e.waitReady(gctx, p.App, pod, start, readyTimeout) })
 		}
 	}
 	if err := g.Wait(); err != nil {
@@ -261,9 +261,9 @@ func (e *Engine) network(ctx context.Context, p *Plan) error {
 	return nil
 }
 
-// volumes creates the plan's volumes and removes the app's others. It
-// returns the names of those it created, even when it fails.
-func (e *Engine) volumes(ctx context.Context, p *Plan) (made []string, err error) {
+// volumes creates the plan's volumes and, with prune, removes the app's
+// others. It returns the names of those it created, even when it fails.
+func (e *Engine) volumes(ctx context.Context, p *Plan, prune bool) (made []string, err error) {
 	r, err := e.c.VolumeList(ctx, client.VolumeListOptions{Filters: appFilter(p.App)})
 	if err != nil {
 		return nil, fmt.Errorf("docker: listing volumes: %w", err)
@@ -275,7 +275,7 @@ func (e *Engine) volumes(ctx context.Context, p *Plan) (made []string, err error
 	have := map[string]bool{}
 	for _, v := range r.Items {
 		have[v.Name] = true
-		if !want[v.Name] {
+		if prune && !want[v.Name] {
 			if _, err := e.c.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil {
 				return nil, fmt.Errorf("docker: removing volume %s: %w", v.Name, err)
 			}
@@ -387,7 +387,7 @@ func containerName(app, pod, c string) string {
 }
 
 func labels(pod *PodPlan, c string) map[string]string {
-	l := map[string]string{LabelContainer: c, LabelSpecHash: pod.Hash}
+	l := map[string]string{LabelContainer: c, LabelSpecHash: pod.Hash, LabelFrameHash: pod.frame()}
 	for k, v := range pod.Labels {
 		l[k] = v
 	}
@@ -417,6 +417,13 @@ func mounts(ms []MountPlan) []mount.Mount {
 // createPod creates and starts pod's containers: the holder, each init
 // container to completion, then the program and its sidecars.
 func (e *Engine) createPod(ctx context.Context, p *Plan, pod *PodPlan, bin string) error {
+	return e.createPodOn(ctx, p, pod, bin, pod.HostPort)
+}
+
+// createPodOn is createPod publishing an entry pod on hostPort (0: a free
+// one) instead of pod.HostPort: Roll keeps the port of an entry it
+// recreates.
+func (e *Engine) createPodOn(ctx context.Context, p *Plan, pod *PodPlan, bin string, hostPort int) error {
 	image, err := e.imageID(ctx, pod.Image)
 	if err != nil {
 		return err
@@ -433,8 +440,8 @@ func (e *Engine) createPod(ctx context.Context, p *Plan, pod *PodPlan, bin strin
 	if pod.Publish {
 		holderCfg.ExposedPorts = network.PortSet{port: {}}
 		hp := ""
-		if pod.HostPort != 0 {
-			hp = strconv.Itoa(pod.HostPort)
+		if hostPort != 0 {
+			hp = strconv.Itoa(hostPort)
 		}
 		hc.PortBindings = network.PortMap{port: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: hp}}}
 	}
@@ -450,8 +457,8 @@ func (e *Engine) createPod(ctx context.Context, p *Plan, pod *PodPlan, bin strin
 		return fmt.Errorf("docker: pod %s: creating its holder: %w", pod.Name, err)
 	}
 	if _, err := e.c.ContainerStart(ctx, holder.ID, client.ContainerStartOptions{}); err != nil {
-		if pod.Publish && pod.HostPort != 0 {
-			return fmt.Errorf("docker: pod %s: cannot publish on host port 127.0.0.1:%d, which is in use or refused; choose another port (Options.Port; 0 picks a free one): %w", pod.Name, pod.HostPort, err)
+		if pod.Publish && hostPort != 0 {
+			return fmt.Errorf("docker: pod %s: cannot publish on host port 127.0.0.1:%d, which is in use or refused; choose another port (Options.Port; 0 picks a free one): %w", pod.Name, hostPort, err)
 		}
 		return fmt.Errorf("docker: pod %s: starting its holder: %w", pod.Name, err)
 	}
@@ -461,9 +468,32 @@ func (e *Engine) createPod(ctx context.Context, p *Plan, pod *PodPlan, bin strin
 			return err
 		}
 	}
+	app, err := e.createProgram(ctx, pod, image, bin, containerName(p.App, pod.Name, containerApp), netns)
+	if err != nil {
+		return err
+	}
+	if _, err := e.c.ContainerStart(ctx, app, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("docker: pod %s: starting its program: %w", pod.Name, err)
+	}
+	for _, c := range pod.Sidecars {
+		id, err := e.createSide(ctx, p, pod, c, netns, true)
+		if err != nil {
+			return err
+		}
+		if _, err := e.c.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			return fmt.Errorf("docker: pod %s: starting sidecar %s: %w", pod.Name, c.Name, err)
+		}
+	}
+	return nil
+}
+
+// createProgram creates pod's program container, named name, from image,
+// whose program is bin, in the network namespace netns, and returns its
+// ID.
+func (e *Engine) createProgram(ctx context.Context, pod *PodPlan, image, bin, name string, netns container.NetworkMode) (string, error) {
 	stop := stopSeconds
 	app, err := e.c.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: containerName(p.App, pod.Name, containerApp),
+		Name: name,
 		Config: &container.Config{
 			Image:  image,
 			User:   user,
@@ -480,21 +510,9 @@ func (e *Engine) createPod(ctx context.Context, p *Plan, pod *PodPlan, bin strin
 		HostConfig: secured(&container.HostConfig{NetworkMode: netns, Mounts: mounts(pod.Mounts)}, true),
 	})
 	if err != nil {
-		return fmt.Errorf("docker: pod %s: creating its program container: %w", pod.Name, err)
+		return "", fmt.Errorf("docker: pod %s: creating its program container: %w", pod.Name, err)
 	}
-	if _, err := e.c.ContainerStart(ctx, app.ID, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("docker: pod %s: starting its program: %w", pod.Name, err)
-	}
-	for _, c := range pod.Sidecars {
-		id, err := e.createSide(ctx, p, pod, c, netns, true)
-		if err != nil {
-			return err
-		}
-		if _, err := e.c.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-			return fmt.Errorf("docker: pod %s: starting sidecar %s: %w", pod.Name, c.Name, err)
-		}
-	}
-	return nil
+	return app.ID, nil
 }
 
 func (e *Engine) createSide(ctx context.Context, p *Plan, pod *PodPlan, c ContainerPlan, netns container.NetworkMode, restart bool) (string, error) {
@@ -559,15 +577,15 @@ func (e *Engine) tail(ctx context.Context, id string) string {
 // check only one interval after the container starts; Apply runs the
 // same command itself every probeEvery meanwhile, as a startup probe
 // does. A program that died since start fails it, naming the exit
-// status.
-func (e *Engine) waitReady(ctx context.Context, app string, pod *PodPlan, start time.Time) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+// status; one not ready within timeout fails it too.
+func (e *Engine) waitReady(ctx context.Context, app string, pod *PodPlan, start time.Time, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	name := containerName(app, pod.Name, containerApp)
 	for {
 		ins, err := e.c.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 		if err != nil {
-			return e.notReady(ctx, pod, name, err)
+			return e.notReady(ctx, pod, name, timeout, err)
 		}
 		st := ins.Container.State
 		if st.Health != nil && st.Health.Status == container.Healthy {
@@ -586,16 +604,16 @@ func (e *Engine) waitReady(ctx context.Context, app string, pod *PodPlan, start 
 		}
 		select {
 		case <-ctx.Done():
-			return e.notReady(ctx, pod, name, ctx.Err())
+			return e.notReady(ctx, pod, name, timeout, ctx.Err())
 		case <-time.After(probeEvery):
 		}
 	}
 }
 
 // notReady is waitReady's error once ctx ended or the engine failed.
-func (e *Engine) notReady(ctx context.Context, pod *PodPlan, name string, err error) error {
+func (e *Engine) notReady(ctx context.Context, pod *PodPlan, name string, timeout time.Duration, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("docker: pod %s: not healthy within %s; its last output:\n%s", pod.Name, readyTimeout, e.tail(context.WithoutCancel(ctx), name))
+		return fmt.Errorf("docker: pod %s: not healthy within %s; its last output:\n%s", pod.Name, timeout, e.tail(context.WithoutCancel(ctx), name))
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -841,10 +859,8 @@ func (e *Engine) followSince(ctx context.Context, app string, w io.Writer, since
 					continue
 				}
 				following[c.ID] = true
-				svc, pod := c.Labels[kubernetes.LabelName], c.Labels[LabelPod]
-				prefix := svc + "/" + strings.TrimPrefix(pod, svc+"-")
 				go func() {
-					e.follow(ctx, c.ID, since, &lines.Prefix{Prefix: prefix + " | ", W: out})
+					e.follow(ctx, c.ID, since, &lines.Prefix{Prefix: processOf(c) + " | ", W: out})
 					select {
 					case done <- c.ID:
 					case <-ctx.Done():
@@ -888,6 +904,9 @@ func (e *Engine) follow(ctx context.Context, id string, since time.Time, w io.Wr
 			if finished.After(since) {
 				since = finished
 			}
+		case !before.Container.State.Running:
+			// Created, and started since its empty stream ended: all of
+			// its run is still to stream.
 		default:
 			since = time.Now() // the stream broke; the run goes on
 		}

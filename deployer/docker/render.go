@@ -33,6 +33,11 @@ const (
 	LabelIndex     = "io.kiln.index"     // the pod's replica index
 	LabelContainer = "io.kiln.container" // "app", "holder", or the sidecar's or init container's name
 	LabelSpecHash  = "io.kiln.spec-hash" // the hash of the pod's plan (PodPlan.Hash)
+	// LabelFrameHash is the hash of what a program swap keeps: the pod's
+	// plan less its program's image and environment. Roll replaces the
+	// program of a pod whose frame hash is unchanged in place, and
+	// recreates the others.
+	LabelFrameHash = "io.kiln.frame-hash"
 )
 
 // Container roles in LabelContainer besides sidecar and init names.
@@ -259,6 +264,16 @@ func (p PodPlan) hash() string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
+}
+
+// frame digests what Roll keeps when it replaces the pod's program in
+// place: the holder (its aliases, ports and environment), the init
+// containers, the sidecars and the mounts. The holder runs the pause role
+// of whichever image the pod was created with, so the image is no part
+// of it.
+func (p PodPlan) frame() string {
+	p.Image, p.Env = "", nil
+	return p.hash()
 }
 
 // JSON is the plan's stable JSON form: two-space indented and
