@@ -47,6 +47,17 @@ ___jb_tmp___) and .git never trigger a build. Where the system's file
 events cannot be had (inotify limits, some shared file systems), dev says
 so and polls; --poll forces polling.
 
+With --target docker, each build's images are loaded into the Docker engine
+and the app's changed pods are rolled over one at a time, backends before
+their router. A pod whose program alone changed (its image or environment)
+keeps its holder, and with it its socket, address and published port: the
+new program container joins it, takes the same socket and says it serves
+before the old one drains, so no connection is refused. Pods a build adds
+(one more shard) start before their router is replaced and pods it drops
+go after; a pod whose port or sidecars change is recreated. A new program
+that exits or does not serve within 30 s is removed and the old one kept.
+Ctrl-C removes the app's containers, network and volumes.
+
 With --target kubernetes, each build's images are pushed to --repo and the
 objects re-applied with the new digests (the cluster rolls the pods over),
 waiting for the rollout; one that does not finish in --timeout re-applies
@@ -68,6 +79,12 @@ the last good build. Ctrl-C deletes the app from the cluster.`,
 					return err
 				}
 				s.target = l
+			case "docker":
+				d, err := newDockerDev(cmd, port)
+				if err != nil {
+					return err
+				}
+				s.target = d
 			case "kubernetes":
 				if repo == "" {
 					return fmt.Errorf("--target kubernetes: pass --repo REPO, where kiln pushes the images it builds")
@@ -78,14 +95,14 @@ the last good build. Ctrl-C deletes the app from the cluster.`,
 				}
 				s.target = k
 			default:
-				return fmt.Errorf("--target %q: use local or kubernetes", target)
+				return fmt.Errorf("--target %q: use local, docker or kubernetes", target)
 			}
 			defer s.target.stop()
 			return dev.Run(cmd.Context(), s.build, dev.Options{Debounce: debounce, Poll: poll, Output: cmd.ErrOrStderr()})
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "entry port of the first service on 127.0.0.1 (default: a free port)")
-	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes) or kubernetes (images pushed to --repo, objects applied, each save re-applied with the new digests)")
+	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes), docker (containers on the Docker engine, changed pods rolled over one at a time) or kubernetes (images pushed to --repo, objects applied, each save re-applied with the new digests)")
 	cmd.Flags().StringVar(&repo, "repo", "", "with --target kubernetes: the repository kiln pushes the images it builds to")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --target kubernetes: how long to wait for each rollout")
 	kubeFlags(cmd, &co, "with --target kubernetes: ")
