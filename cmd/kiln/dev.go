@@ -336,7 +336,7 @@ func (l *localDev) swap(ctx context.Context, t *patterns.Topology, bins map[stri
 	if err != nil {
 		return "", err
 	}
-	return summary(sw), nil
+	return summary("no process changed", swapPart{"replaced", sw.Replaced}, swapPart{"started", sw.Started}, swapPart{"stopped", sw.Stopped}), nil
 }
 
 // prune removes the kept binaries that nothing runs any more.
@@ -357,21 +357,25 @@ func (l *localDev) prune(bins map[string]string) {
 	}
 }
 
-// summary says what a swap did, in a few words.
-func summary(sw local.Swap) string {
-	if !sw.Changed() {
-		return "no process changed"
-	}
-	var parts []string
-	for _, p := range []struct {
-		verb  string
-		names []string
-	}{{"replaced", sw.Replaced}, {"started", sw.Started}, {"stopped", sw.Stopped}} {
+// swapPart is one kind of change a swap made, and what it made it to.
+type swapPart struct {
+	verb  string // "replaced"
+	names []string
+}
+
+// summary says what a swap did, in a few words ("replaced 2: kv/shard-0,
+// kv/router-0; started 1: kv/shard-3"), or none when it did nothing.
+func summary(none string, parts ...swapPart) string {
+	var out []string
+	for _, p := range parts {
 		if len(p.names) > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d: %s", p.verb, len(p.names), strings.Join(p.names, ", ")))
+			out = append(out, fmt.Sprintf("%s %d: %s", p.verb, len(p.names), strings.Join(p.names, ", ")))
 		}
 	}
-	return strings.Join(parts, "; ")
+	if len(out) == 0 {
+		return none
+	}
+	return strings.Join(out, "; ")
 }
 
 // kubeDev deploys the app to a cluster: each build's images are pushed to

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -63,12 +62,12 @@ func (d *dockerDev) swap(ctx context.Context, p *docker.Plan) (string, error) {
 	sw, err := d.e.Roll(ctx, p, docker.RollOptions{ReadyTimeout: dockerReadyTimeout})
 	if err != nil {
 		if sw.Changed() {
-			err = fmt.Errorf("%w\n(before that it had %s)", err, dockerSummary(sw))
+			err = fmt.Errorf("%w\n(before that it had %s)", err, rollSummary(sw))
 		}
 		return "", err
 	}
 	d.announce(sw.Endpoints)
-	return dockerSummary(sw), nil
+	return rollSummary(sw), nil
 }
 
 // start runs p on the engine after removing what a kiln run or dev of
@@ -134,19 +133,7 @@ func (d *dockerDev) down() {
 	d.app = ""
 }
 
-// dockerSummary says what a roll did, in a few words.
-func dockerSummary(sw docker.Swap) string {
-	if !sw.Changed() {
-		return "no pod changed"
-	}
-	var parts []string
-	for _, p := range []struct {
-		verb  string
-		names []string
-	}{{"replaced", sw.Replaced}, {"recreated", sw.Recreated}, {"started", sw.Started}, {"stopped", sw.Stopped}} {
-		if len(p.names) > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d: %s", p.verb, len(p.names), strings.Join(p.names, ", ")))
-		}
-	}
-	return strings.Join(parts, "; ")
+// rollSummary says what a roll did, in a few words.
+func rollSummary(sw docker.Swap) string {
+	return summary("no pod changed", swapPart{"replaced", sw.Replaced}, swapPart{"recreated", sw.Recreated}, swapPart{"started", sw.Started}, swapPart{"stopped", sw.Stopped})
 }
