@@ -33,6 +33,8 @@ var managed = []schema.GroupVersionResource{
 	{Version: "v1", Resource: "services"},
 	{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
 	{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"},
+	{Group: "batch", Version: "v1", Resource: "jobs"},
+	{Group: "batch", Version: "v1", Resource: "cronjobs"},
 	{Version: "v1", Resource: "configmaps"},
 }
 
@@ -257,7 +259,9 @@ type RolloutError struct {
 func (e *RolloutError) Error() string { return e.Object + " did not roll out: " + e.Reason }
 
 // Wait waits until every Deployment and StatefulSet in objs has all its
-// replicas updated and ready, printing progress as it changes.
+// replicas updated and ready, and every Job has completed, printing
+// progress as it changes. A Job that fails is a *JobError naming a failed
+// pod and why; a CronJob is not waited for.
 func (c *Cluster) Wait(ctx context.Context, objs []metav1.Object, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -267,7 +271,7 @@ func (c *Cluster) Wait(ctx context.Context, objs []metav1.Object, timeout time.D
 		if err != nil {
 			return err
 		}
-		if k := u.GetKind(); k == "Deployment" || k == "StatefulSet" {
+		if k := u.GetKind(); k == "Deployment" || k == "StatefulSet" || k == "Job" {
 			pending = append(pending, u)
 		}
 	}
@@ -288,11 +292,25 @@ func (c *Cluster) Wait(ctx context.Context, objs []metav1.Object, timeout time.D
 				}
 				return fmt.Errorf("reading %s/%s: %w", u.GetKind(), u.GetName(), err)
 			}
-			done, progress := rolledOut(cur)
 			id := u.GetKind() + "/" + u.GetName()
-			if last[id] != progress {
-				fmt.Fprintf(c.out, "kiln: rollout %s: %s\n", id, progress)
-				last[id] = progress
+			var done bool
+			var progress string
+			if u.GetKind() == "Job" {
+				var failed map[string]any
+				done, progress, failed = jobDone(cur)
+				if last[id] != progress {
+					fmt.Fprintf(c.out, "kiln: job %s: %s\n", id, progress)
+					last[id] = progress
+				}
+				if failed != nil {
+					return &JobError{Object: id, Reason: c.whyJobFailed(ctx, cur, failed)}
+				}
+			} else {
+				done, progress = rolledOut(cur)
+				if last[id] != progress {
+					fmt.Fprintf(c.out, "kiln: rollout %s: %s\n", id, progress)
+					last[id] = progress
+				}
 			}
 			if !done {
 				still = append(still, cur)

@@ -140,7 +140,7 @@ type renderer struct {
 // each entry Service's DNS name (resolved in the pod's own namespace) and
 // port. An ambassador shard has no Service of its own: its router listens
 // on 127.0.0.1 inside the pods of its client, the only service that
-// reaches it.
+// reaches it. Jobs and cron jobs serve nothing, so they are not listed.
 func Discovery(app *spec.App) patterns.Discovery {
 	d := patterns.ByName(app)
 	for i, s := range app.Services {
@@ -148,7 +148,7 @@ func Discovery(app *spec.App) patterns.Discovery {
 			d[i].URL = "http://127.0.0.1:" + strconv.Itoa(s.HandlerPort())
 		}
 	}
-	return d
+	return slices.DeleteFunc(d, func(e patterns.Endpoint) bool { return app.Service(e.Service).Batch() != nil })
 }
 
 // check refuses what the cluster cannot express, before anything is sent.
@@ -203,6 +203,10 @@ func (r *renderer) add(o metav1.Object) { r.objs = append(r.objs, o) }
 
 // service renders one service's workloads and entry point.
 func (r *renderer) service(s *spec.Service, t *patterns.Topology) {
+	if s.Batch() != nil {
+		r.batch(s, t)
+		return
+	}
 	var back, front *patterns.Workload
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
@@ -379,13 +383,23 @@ func (r *renderer) disruption(name string, labels map[string]string, replicas in
 func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]string, peers []string) corev1.PodTemplateSpec {
 	port := s.HandlerPort()
 	role := w.Role
+	job := role == patterns.RoleJob
 	env := w.RoleEnv(0, peers, r.services)
-	env[patterns.EnvAddr] = ":" + strconv.Itoa(port)
+	if !job {
+		env[patterns.EnvAddr] = ":" + strconv.Itoa(port)
+	}
 	var fromLabel []corev1.EnvVar
-	if w.Stable {
+	switch {
+	case w.Stable:
 		delete(env, patterns.EnvIndex)
 		fromLabel = []corev1.EnvVar{{Name: patterns.EnvIndex, ValueFrom: &corev1.EnvVarSource{
 			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['" + podIndexLabel + "']"},
+		}}}
+	case job:
+		// Each pod of an Indexed Job has its own completion index.
+		delete(env, patterns.EnvIndex)
+		fromLabel = []corev1.EnvVar{{Name: patterns.EnvIndex, ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + completionIndex + "']"},
 		}}}
 	}
 	var mounts []corev1.VolumeMount
@@ -400,10 +414,15 @@ func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]
 	app := r.container("app", r.opts.image(s.Name), nil, env, mounts, s.Resources)
 	app.Env = append(app.Env, fromLabel...)
 	app.EnvFrom = from
-	app.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: int32(port)}}
-	app.ReadinessProbe = probe(s, "/readyz", func(p *spec.Probes) *spec.Probe { return p.Readiness }, role)
-	app.LivenessProbe = probe(s, "/healthz", func(p *spec.Probes) *spec.Probe { return p.Liveness }, role)
-	app.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: drainSeconds}}}
+	grace := int64(patterns.DefaultGrace.Seconds())
+	if !job {
+		// A job's run serves nothing: no port, no probe, no drain.
+		app.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: int32(port)}}
+		app.ReadinessProbe = probe(s, "/readyz", func(p *spec.Probes) *spec.Probe { return p.Readiness }, role)
+		app.LivenessProbe = probe(s, "/healthz", func(p *spec.Probes) *spec.Probe { return p.Liveness }, role)
+		app.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: drainSeconds}}}
+		grace += drainSeconds
+	}
 
 	containers := []corev1.Container{app}
 	for _, c := range s.Sidecars {
@@ -414,7 +433,6 @@ func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]
 	for _, c := range s.Init {
 		inits = append(inits, r.sidecar(c))
 	}
-	grace := int64(patterns.DefaultGrace.Seconds()) + drainSeconds
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels)},
 		Spec: corev1.PodSpec{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -43,6 +44,11 @@ func cases() map[string]*spec.App {
 		a.SetDefaults()
 		return a
 	}
+	migrate := spec.Service{Name: "migrate", Job: &spec.Job{Completions: 5, Parallelism: 2, Retries: 3, Deadline: spec.Duration(90 * time.Second)}}
+	report := spec.Service{Name: "report", Env: map[string]string{"OUT": "-"}, Cron: &spec.Cron{
+		Schedule: "*/5 * * * *", TimeZone: "Europe/Paris", ConcurrencyPolicy: spec.ConcurrencyForbid,
+		StartingDeadline: spec.Duration(1500 * time.Millisecond), Job: spec.Job{Retries: 1, Deadline: spec.Duration(time.Minute)},
+	}}
 	ambassador := kv
 	ambassador.Port = 9090
 	ambassador.Shard = &spec.Shard{Shards: 3, Key: spec.Key{Header: "X-User"}, Ambassador: "web"}
@@ -52,6 +58,8 @@ func cases() map[string]*spec.App {
 		"scatter-public":     app("scatter-public", public(logging(search))),
 		"spread-scaled":      app("spread-scaled", scaled(withInit(spread))),
 		"ambassador":         app("ambassador", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, ambassador),
+		"job-indexed":        app("job-indexed", withInit(migrate)),
+		"batch":              app("batch", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 1}}, migrate, report),
 	}
 	// Every example, as its program describes itself.
 	examples, _ := filepath.Glob("../../examples/testdata/*.json")
@@ -109,6 +117,10 @@ func checkSecure(t *testing.T, objs []metav1.Object) {
 			pod = &w.Spec.Template.Spec
 		case *appsv1.StatefulSet:
 			pod = &w.Spec.Template.Spec
+		case *batchv1.Job:
+			pod = &w.Spec.Template.Spec
+		case *batchv1.CronJob:
+			pod = &w.Spec.JobTemplate.Spec.Template.Spec
 		default:
 			continue
 		}
