@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-dev/kiln/internal/testbin"
 )
@@ -77,5 +78,29 @@ func TestDriverRefusesAnInvalidScheduleNamingItsField(t *testing.T) {
 	}
 	if len(runs) > 0 {
 		t.Errorf("%d runs started, want none", len(runs))
+	}
+}
+
+func TestDriverKeepsACronScheduleUntilCtrlC(t *testing.T) {
+	dir := t.TempDir()
+	bin, err := testbin.Build(dir, "./sdk/testdata/batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "DIR="+dir, "SCHEDULE=@every 1s")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if err := testbin.Interrupt(cmd, 10*time.Second); err != nil {
+		t.Fatalf("the driver stopped with %v, want exit 0 on Ctrl-C; its output:\n%s", err, out.String())
+	}
+	for _, want := range []string{"kiln: migrate completed: 5 of 5", "kiln: report#1 started", "kiln: report#1 completed: 1 of 1", "kiln: report#2 started"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

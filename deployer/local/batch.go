@@ -174,7 +174,11 @@ func (b *batch) job(ctx context.Context, w *patterns.Workload, name string) erro
 		b.sayf("%s failed after %d of %d completions in %s", name, succeeded, n, took)
 		return failed
 	case succeeded == n:
-		b.sayf("%s completed: %d of %d in %s, %d failed runs", name, succeeded, n, took, failures)
+		retried := ""
+		if failures > 0 {
+			retried = fmt.Sprintf(", %d of them retried", failures)
+		}
+		b.sayf("%s completed: %d of %d in %s%s", name, succeeded, n, took, retried)
 		return nil
 	case context.Cause(ctx) == errDeadline:
 		b.sayf("%s failed: its deadline of %s passed after %d of %d completions", name, job.Deadline.D(), succeeded, n)
