@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, name := range []string{"hello", "kv", "search", "spread", "shop"} {
+	for _, name := range []string{"hello", "kv", "search", "spread", "shop", "report"} {
 		bin, err := testbin.Build(dir, "./examples/"+name)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -651,4 +651,32 @@ func freeze(t *testing.T, pid int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func TestReportRunWritesOneSummary(t *testing.T) {
+	forms(t, "report", func(t *testing.T, form string) {
+		dir := t.TempDir()
+		for name, body := range map[string]string{"a.txt": "12345", "b.txt": "123"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// One run, as the driver starts each one the schedule makes due.
+		cmd := exec.Command(bins[form])
+		cmd.Env = append(os.Environ(), "KILN_ROLE=job", "KILN_SERVICE=report", "KILN_INDEX=0", "KILN_COUNT=1", "REPORT_DIR="+dir)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("a run of %s: %v", form, err)
+		}
+		var got struct {
+			Files int   `json:"files"`
+			Bytes int64 `json:"bytes"`
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("a run printed %q, want one JSON summary: %v", out, err)
+		}
+		if got.Files != 2 || got.Bytes != 8 {
+			t.Errorf("summary of %s = %d files of %d bytes, want 2 of 8", dir, got.Files, got.Bytes)
+		}
+	})
 }
