@@ -161,3 +161,17 @@ func (t *Topology) Workload(name string) *Workload {
 	}
 	return nil
 }
+
+// NoJobs is nil when t has no jobs, else an error naming the first one,
+// for a target that cannot run jobs or cron jobs.
+func (t *Topology) NoJobs(target string) error {
+	if len(t.Jobs) == 0 {
+		return nil
+	}
+	w := t.Jobs[0]
+	kind := "job"
+	if w.Cron != nil {
+		kind = "cron job"
+	}
+	return fmt.Errorf("service %q is a %s, which the %s target does not run yet: run it on the local target (kiln run) or on Kubernetes (kiln deploy)", w.Service, kind, target)
+}

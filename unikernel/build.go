@@ -166,7 +166,9 @@ func Build(ctx context.Context, o Options) (*Image, error) {
 			return nil, err
 		}
 	}
-	if _, err := patterns.Build(app); err != nil {
+	if t, err := patterns.Build(app); err != nil {
+		return nil, err
+	} else if err := t.NoJobs("vm"); err != nil {
 		return nil, err
 	}
 	appJSON, err := app.MarshalStable()

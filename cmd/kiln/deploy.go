@@ -53,6 +53,15 @@ that the new render no longer has (a service removed from the app loses all
 of its objects), and waits until every workload has rolled out. It fails
 naming the object and the reason when one does not.
 
+A job service is an Indexed batch/v1 Job, and deploy waits for it to
+complete, printing its progress (succeeded, active and failed pods); a Job
+that fails fails the deploy, naming a failed pod, its completion index and
+how its container exited. A Job's pod template cannot change once created:
+to run a changed job again, kiln down it first. A cron service is a
+batch/v1 CronJob with the same schedule, time zone, concurrency policy,
+starting deadline and suspend; deploy does not wait for its runs. The
+--timeout covers the jobs too.
+
 Without --image, it builds each main package of the app and pushes it to
 --repo (to --repo/NAME for each program when the app has several).
 
@@ -62,6 +71,7 @@ engine instead (each program built and loaded into the engine unless
 deploy recreates only the pods that changed and removes what the app no
 longer has.`,
 		Example: `  kiln deploy --target kubernetes ./examples/kv --image registry.example/kv:1
+  kiln deploy ./examples/report --repo registry.example/report
   kiln deploy --target docker ./examples/shop
   kiln deploy ./examples/search --image search:dev --context kind-dev -n search
   kiln deploy ./examples/shop/kiln.hcl --repo registry.example/shop -n shop`,
@@ -115,8 +125,8 @@ longer has.`,
 	clusterFlags(cmd, &co, &target)
 	imageFlag(cmd, &images)
 	cmd.Flags().StringVar(&repo, "repo", "", "without --image: the repository kiln pushes the image it builds to")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the rollout")
-	cmd.Flags().BoolVar(&wait, "wait", true, "wait for every workload to roll out")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the rollout and for every job to complete")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait for every workload to roll out and every job to complete")
 	specFlag(cmd, &specFile)
 	return cmd
 }

@@ -8,12 +8,19 @@ import (
 	"github.com/kiln-dev/kiln/builder"
 	"github.com/kiln-dev/kiln/builder/publish"
 	"github.com/kiln-dev/kiln/deployer/docker"
+	"github.com/kiln-dev/kiln/patterns"
 )
 
 // dockerImages are the images of every service for the Docker target:
 // the --image flags when given, else each program built and loaded into
 // the engine.
 func dockerImages(cmd *cobra.Command, pr *project, images []string, backend string) (docker.Options, error) {
+	// Refused before any image is built.
+	if t, err := patterns.Build(pr.app); err == nil {
+		if err := t.NoJobs("docker"); err != nil {
+			return docker.Options{}, err
+		}
+	}
 	ro, err := parseImages(images, pr.app)
 	if err != nil {
 		return docker.Options{}, err

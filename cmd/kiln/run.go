@@ -25,11 +25,22 @@ service as a local process on 127.0.0.1. It prints one line per entry point,
 in the app's order, once every process is ready, restarts a process that
 crashes, and stops them all on Ctrl-C.
 
+A job service runs to completion beside them: at most its parallelism of
+runs at once, each completion index until it succeeds, a failed run retried
+with backoff up to its retries, each attempt's outcome printed, the whole
+job bounded by its deadline. An app of jobs only exits once they end: 0 when
+every one succeeded, else with the status of the failed run. A cron job
+runs as a job each time its schedule, read in its time zone, comes due,
+under its concurrency policy (allow: runs overlap; forbid: a run due while
+one is active is skipped; replace: the active run gets SIGTERM, then
+SIGKILL after a grace, and the new one starts), until Ctrl-C.
+
 A path ending in .hcl, or a directory holding kiln.hcl, is a descriptor (see
 kiln validate); anything else is a main package, or a package of
 //kiln:service annotations, whose main package kiln generates (see kiln
 eject).`,
 		Example: `  kiln run ./examples/kv
+  kiln run ./examples/report
   kiln run ./examples/search --port 8080
   kiln run ./examples/shop/kiln.hcl --var carts=5`,
 		Args: cobra.MaximumNArgs(1),

@@ -182,6 +182,9 @@ func RenderApp(app *spec.App, o Options) ([]metav1.Object, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := t.NoJobs("kubevirt"); err != nil {
+		return nil, err
+	}
 	if o.Memory == 0 {
 		o.Memory = DefaultMemory
 	}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunOfAFailingJobExitsWithItsRunsStatus(t *testing.T) {
+	run := kiln(t)
+	cmd := run("run", "./sdk/testdata/batch")
+	cmd.Env = append(os.Environ(), "DIR="+t.TempDir(), "FAIL=0")
+	out, err := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("kiln run of a failing job = %v (exit %d), want exit 3, the failed run's; output:\n%s", err, code, out)
+	}
+	if want := "kiln: migrate[0] attempt 3 failed (exit status 3); the job fails"; !strings.Contains(string(out), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
+func TestValidateOfAnInvalidScheduleNamesItsLine(t *testing.T) {
+	run := kiln(t)
+	file := filepath.Join(t.TempDir(), "kiln.hcl")
+	if err := os.WriteFile(file, []byte("service \"report\" {\n  cron {\n    schedule = \"every minute\"\n  }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("validate", file).CombinedOutput()
+	if err == nil {
+		t.Fatalf("kiln validate accepted an invalid schedule:\n%s", out)
+	}
+	for _, want := range []string{file + ":3:5: Error: Invalid cron schedule", `cron.schedule: "every minute" is not a cron schedule`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestDockerTargetRefusesACronJobNamingIt(t *testing.T) {
+	run := kiln(t)
+	out, err := run("run", "--target", "docker", "./examples/report").CombinedOutput()
+	if want := `service "report" is a cron job, which the docker target does not run yet`; err == nil || !strings.Contains(string(out), want) {
+		t.Fatalf("kiln run --target docker of a cron job = %v:\n%s\nwant it refused with %q", err, out, want)
+	}
+}
