@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-dev/kiln/internal/e2e"
 )
 
 func TestRunOfAFailingJobExitsWithItsRunsStatus(t *testing.T) {
@@ -42,5 +44,25 @@ func TestDockerTargetRefusesACronJobNamingIt(t *testing.T) {
 	out, err := run("run", "--target", "docker", "./examples/report").CombinedOutput()
 	if want := `service "report" is a cron job, which the docker target does not run yet`; err == nil || !strings.Contains(string(out), want) {
 		t.Fatalf("kiln run --target docker of a cron job = %v:\n%s\nwant it refused with %q", err, out, want)
+	}
+}
+
+func TestDeployOfAJobWaitsForItToComplete(t *testing.T) {
+	cfg := e2e.Cluster(t)
+	ns := e2e.Namespace(t, cfg, "kiln-cli-job")
+	run := kiln(t)
+	kc := e2e.Kubeconfig()
+	out, err := run("deploy", "./sdk/testdata/batch", "--image", "registry.example/batch:1", "--kubeconfig", kc, "-n", ns).CombinedOutput()
+	if err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	for _, want := range []string{"kiln: applied Job/migrate", "kiln: job Job/migrate: 5/5 succeeded, 0 active, 0 failed", "kiln: batch rolled out in namespace " + ns + ", its jobs completed"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("deploy output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = run("down", "--app", "batch", "--kubeconfig", kc, "-n", ns).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "kiln: batch is down (2 objects deleted)") {
+		t.Fatalf("down: %v\n%s", err, out)
 	}
 }

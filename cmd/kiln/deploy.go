@@ -118,7 +118,13 @@ longer has.`,
 			if err := c.Wait(cmd.Context(), objs, timeout); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "kiln: %s rolled out in namespace %s\n", app.Name, c.Namespace)
+			jobs := ""
+			for _, s := range app.Services {
+				if s.Job != nil {
+					jobs = ", its jobs completed"
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "kiln: %s rolled out in namespace %s%s\n", app.Name, c.Namespace, jobs)
 			return nil
 		},
 	}
