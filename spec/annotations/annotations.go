@@ -11,6 +11,8 @@
 //
 //	//kiln:app NAME
 //	//kiln:service NAME PATTERN [OPTION=VALUE | public] ...
+//	//kiln:job NAME [OPTION=VALUE] ...
+//	//kiln:cron NAME schedule=SCHEDULE [OPTION=VALUE | suspend] ...
 //
 // //kiln:app names the app. It goes in the doc comment of any file's package
 // clause, or beside a //kiln:service, at most once per package. Without it
@@ -43,8 +45,16 @@
 // "github.com/kiln-dev/kiln/patterns", under whatever name the file imports
 // them.
 //
+// //kiln:job and //kiln:cron are //kiln:service NAME job and //kiln:service
+// NAME cron. They go on the service's function, which must be exported, have
+// no receiver and no type parameters, and be
+//
+//	func Name(ctx context.Context) error
+//
+// which the generated main hands to app.Job.
+//
 // NAME is the service's name, a DNS label. PATTERN is simple, shard,
-// scatter or spread. Options come in any order, each at most once. The
+// scatter, spread, job or cron. Options come in any order, each at most once. The
 // options each pattern takes, with the spec field each sets:
 //
 //	simple   replicas=N          simple.replicas (required)
@@ -58,7 +68,19 @@
 //	spread   replicas=N          spread.replicas (required)
 //	         choice=random|two-choices    spread.choice; default two-choices
 //	every    port=N              port, 1–65535; default 8080
-//	         public              public; also public=true or public=false
+//	serving  public              public; also public=true or public=false
+//	job      completions=N       job.completions; default 1
+//	         parallelism=N       job.parallelism; default 1
+//	         retries=N           job.retries, N ≥ 0; default 0
+//	         deadline=DURATION   job.deadline, ≥ 0; default none
+//	cron     schedule=SCHEDULE   cron.schedule (required): 5 fields or a
+//	                             descriptor, quoted when it has spaces:
+//	                             schedule="*/5 * * * *", schedule=@daily
+//	         time-zone=ZONE      cron.time_zone, an IANA zone
+//	         concurrency=allow|forbid|replace  cron.concurrency_policy; default allow
+//	         starting-deadline=DURATION        cron.starting_deadline
+//	         suspend             cron.suspend; also suspend=true or suspend=false
+//	         and the job options, which set cron.job
 //
 // N is a whole number ≥ 1. DURATION is a time.ParseDuration duration > 0,
 // like 500ms or 2s. KEY is one of

@@ -28,7 +28,8 @@
 //	  public = true           # optional
 //	  env    = { GREETING = "hello ${local.prefix}" }
 //
-//	  simple { replicas = 2 } # exactly one of simple, shard, scatter, spread
+//	  simple { replicas = 2 } # exactly one of simple, shard, scatter, spread,
+//	                          # job, cron
 //
 //	  resources {
 //	    requests {
@@ -82,8 +83,25 @@
 //	  replicas = 4
 //	  choice   = "two-choices" # optional
 //	}
+//	job {                      # every attribute optional
+//	  completions = 5          # default 1
+//	  parallelism = 2          # default 1
+//	  retries     = 3          # failed runs tolerated in all; default 0
+//	  deadline    = "10m"      # of the whole job; default none
+//	}
+//	cron {
+//	  schedule           = "*/5 * * * *" # or "@daily", "@every 1m"
+//	  time_zone          = "Europe/Paris" # optional
+//	  concurrency_policy = "forbid" # optional: allow (default), forbid, replace
+//	  starting_deadline  = "30s" # optional
+//	  suspend            = false # optional
+//	  job { retries = 1 }      # optional: each run's job, as above
+//	}
 //
-// Durations (timeout, period) are strings in time.ParseDuration's form.
+// A job or cron service serves nothing, so it takes no port, public,
+// probes, autoscale or sidecar.
+//
+// Durations (timeout, period, deadline, starting_deadline) are strings in time.ParseDuration's form.
 // Expressions may use var.NAME, local.NAME, string templates and these
 // functions of go-cty's stdlib: abs, ceil, chomp, coalesce, coalescelist,
 // compact, concat, contains, distinct, element, flatten, floor, format,
