@@ -67,8 +67,8 @@
 //	         on-leaf-error=fail|partial   scatter.on_leaf_error; default fail
 //	spread   replicas=N          spread.replicas (required)
 //	         choice=random|two-choices    spread.choice; default two-choices
-//	every    port=N              port, 1–65535; default 8080
-//	serving  public              public; also public=true or public=false
+//	serving  port=N              port, 1–65535; default 8080 (every pattern
+//	         public              but job and cron); public=true or public=false
 //	job      completions=N       job.completions; default 1
 //	         parallelism=N       job.parallelism; default 1
 //	         retries=N           job.retries, N ≥ 0; default 0
