@@ -207,7 +207,9 @@ func (c *Cluster) prune(ctx context.Context, app string, keep map[string]bool) (
 		}
 		for _, item := range list.Items {
 			id := item.GetKind() + "/" + item.GetName()
-			if keep[id] {
+			// An object another one owns is its owner's to delete: the
+			// Jobs a CronJob starts carry its template's labels.
+			if keep[id] || len(item.GetOwnerReferences()) > 0 {
 				continue
 			}
 			err := c.dyn.Resource(gvr).Namespace(c.Namespace).Delete(ctx, item.GetName(), metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground)})

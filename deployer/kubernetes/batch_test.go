@@ -10,6 +10,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
@@ -62,6 +63,24 @@ func TestJobRunsEachIndexAndDeployWaitsForIt(t *testing.T) {
 	}
 	if len(warned.msgs) != 0 {
 		t.Fatalf("the API server warned: %q", warned.msgs)
+	}
+
+	// A Job the CronJob starts carries the template's labels, and is the
+	// CronJob's to delete: a deploy leaves it.
+	cj, err := c.dyn.Resource(schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "cronjobs"}).Namespace(c.Namespace).Get(ctx, "report", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := c.dyn.Resource(schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}).Namespace(c.Namespace)
+	started, _, _ := unstructured.NestedMap(cj.Object, "spec", "jobTemplate")
+	run := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job", "metadata": started["metadata"], "spec": started["spec"]}}
+	run.SetName("report-29000000")
+	run.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "CronJob", Name: "report", UID: cj.GetUID(), Controller: ptr(true)}})
+	if _, err := jobs.Create(ctx, run, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Apply(ctx, app.Name, objs); err != nil || len(res.Pruned) != 0 {
+		t.Fatalf("apply beside a run of the CronJob pruned %v (err %v); want nothing", res.Pruned, err)
 	}
 
 	// Without the cron job, its CronJob is pruned and nothing else.
