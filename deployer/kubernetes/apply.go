@@ -154,6 +154,9 @@ func (c *Cluster) applyOne(ctx context.Context, o metav1.Object) (string, bool, 
 		before = cur
 	}
 	got, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	if err != nil && before != nil && u.GetKind() == "Job" && apierrors.IsInvalid(err) {
+		return id, false, fmt.Errorf("applying %s: a Job's pod template and completions cannot change once it exists; delete it (kiln down, or kubectl delete job %s) to run the changed job: %w", id, u.GetName(), err)
+	}
 	if err != nil {
 		return id, false, fmt.Errorf("applying %s: %w", id, err)
 	}

@@ -123,3 +123,19 @@ func TestWaitNamesTheFailedPodOfAJob(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyOfAChangedJobSaysToDeleteIt(t *testing.T) {
+	c := testCluster(t, e2e.Cluster(t))
+	ctx := context.Background()
+	app := &spec.App{Services: []spec.Service{{Name: "migrate", Job: &spec.Job{Completions: 2}}}}
+	app.SetDefaults()
+	objs, _ := Render(app, Options{Image: "registry.example/migrate:1"})
+	if _, err := c.Apply(ctx, app.Name, objs); err != nil {
+		t.Fatal(err)
+	}
+	objs, _ = Render(app, Options{Image: "registry.example/migrate:2"})
+	_, err := c.Apply(ctx, app.Name, objs)
+	if want := "applying Job/migrate: a Job's pod template and completions cannot change once it exists; delete it"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Apply() of a new image = %v, want an error saying %q", err, want)
+	}
+}
