@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,4 +105,55 @@ func TestDriverKeepsACronScheduleUntilCtrlC(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// TestDriverSkipsARunPastItsStartingDeadline stops the driver (SIGSTOP)
+// across a due time, as a suspended laptop would, so that the run it owes
+// is late by more than its starting deadline when it resumes.
+func TestDriverSkipsARunPastItsStartingDeadline(t *testing.T) {
+	dir := t.TempDir()
+	bin, err := testbin.Build(dir, "./sdk/testdata/batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "DIR="+dir, "SCHEDULE=@every 1s", "STARTING_DEADLINE=200ms")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); !strings.Contains(out.String(), "kiln: report#1 completed"); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no run completed within 10s:\n%s", out.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(2500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGCONT)
+	time.Sleep(500 * time.Millisecond)
+	if err := testbin.Interrupt(cmd, 10*time.Second); err != nil {
+		t.Fatalf("the driver stopped with %v, want exit 0 on Ctrl-C; its output:\n%s", err, out.String())
+	}
+	if want := "past its starting deadline of 200ms"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
+
+// syncBuffer is a strings.Builder that a test reads while a process writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,5 +1,6 @@
 // Command batch is an app of one job and, when $SCHEDULE is set, one cron
-// job, for the tests of the SDK's driver: every run appends its index to
+// job (whose starting deadline is $STARTING_DEADLINE), for the tests of the
+// SDK's driver: every run appends its index to
 // $DIR/runs, and the run of index $FAIL fails $FAILS times (every time when
 // $FAILS is unset) with exit status 3.
 package main
@@ -45,7 +46,8 @@ func main() {
 		return exitError(3)
 	})
 	if s := os.Getenv("SCHEDULE"); s != "" {
-		app.Job(spec.Service{Name: "report", Cron: &spec.Cron{Schedule: s}}, func(ctx context.Context) error { return nil })
+		deadline, _ := time.ParseDuration(os.Getenv("STARTING_DEADLINE"))
+		app.Job(spec.Service{Name: "report", Cron: &spec.Cron{Schedule: s, StartingDeadline: spec.Duration(deadline)}}, func(ctx context.Context) error { return nil })
 	}
 	app.Run()
 }
