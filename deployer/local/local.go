@@ -5,7 +5,8 @@
 // The deployer opens each process's listening socket itself and hands it
 // down, so a port never races with another program, and a crashed process
 // that is restarted finds the connections that arrived meanwhile waiting in
-// the socket's queue.
+// the socket's queue. Jobs and cron jobs run beside them, each run a process
+// that is not restarted but retried (see Run).
 package local
 
 import (
@@ -51,8 +52,9 @@ type Options struct {
 	// ReadyTimeout bounds the wait for every process to answer /readyz;
 	// 0 means 30s.
 	ReadyTimeout time.Duration
-	// Grace is how long a stopping process may drain before it is killed;
-	// 0 means 10s.
+	// Grace is how long a stopping process may drain before it is killed,
+	// and how long a job's run has after SIGTERM (its deadline passed, a
+	// cron run replaces it, the app stops); 0 means 10s.
 	Grace time.Duration
 	// Logger receives the deployer's own events (restarts, failures to
 	// start). nil logs text to Output.
