@@ -449,6 +449,15 @@ func targetName(o owner) string {
 // checkPlace reports a //kiln:service that is not in the doc comment of a
 // package-level func or type.
 func (p *reader) checkPlace(d *directive, o owner) {
+	if d.verb == "job" || d.verb == "cron" {
+		switch {
+		case o.kind == "func" && o.fd.Recv != nil && len(o.fd.Recv.List) > 0:
+			p.errorf(d.pos(), "//kiln:%s is on the method (%s).%s; want a package-level func %s(ctx context.Context) error", d.verb, exprString(o.fd.Recv.List[0].Type), o.fd.Name.Name, exported(o.fd.Name.Name))
+		case o.kind != "func" && o.kind != "type": // a type is checkJobFunc's to report
+			p.errorf(d.pos(), "//kiln:%s is not in the doc comment of a package-level func; put it right above the func Name(ctx context.Context) error that each run calls, with no blank line between", d.verb)
+		}
+		return
+	}
 	switch o.kind {
 	case "func":
 		if o.fd.Recv != nil && len(o.fd.Recv.List) > 0 {

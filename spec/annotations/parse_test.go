@@ -129,6 +129,23 @@ func Migrate() http.Handler { return nil }`,
 		want: `kv.go:3:6: Migrate is func() http.Handler; a job service's function is func Migrate(ctx context.Context) error`,
 	},
 	{
+		name: "job on a method",
+		raw:  true,
+		src: `package kv; import "context"
+type T struct{}
+//kiln:job migrate
+func (T) Migrate(ctx context.Context) error { return nil }`,
+		want: `kv.go:3:1: //kiln:job is on the method (T).Migrate; want a package-level func Migrate(ctx context.Context) error`,
+	},
+	{
+		name: "cron on a var",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:cron report schedule=@daily
+var Report = func(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:1: //kiln:cron is not in the doc comment of a package-level func; put it right above the func Name(ctx context.Context) error that each run calls, with no blank line between`,
+	},
+	{
 		name: "cron on a type",
 		raw:  true,
 		src: `package kv; import "context"
