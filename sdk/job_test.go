@@ -2,9 +2,11 @@ package sdk_test
 
 import (
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -156,4 +158,41 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestDriverServesBesideAJobAndExitsWithItsStatusOnCtrlC(t *testing.T) {
+	dir := t.TempDir()
+	bin, err := testbin.Build(dir, "./sdk/testdata/batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "DIR="+dir, "WEB=1", "FAIL=0")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); !strings.Contains(out.String(), "kiln: migrate failed"); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("the job did not end within 10s:\n%s", out.String())
+		}
+	}
+	// The failed job leaves web serving.
+	m := regexp.MustCompile(`kiln: web serving at (\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no serving line:\n%s", out.String())
+	}
+	resp, err := http.Get(m[1])
+	if err != nil {
+		t.Fatalf("web after the job failed: %v", err)
+	}
+	resp.Body.Close()
+	err = testbin.Interrupt(cmd, 15*time.Second)
+	if cmd.ProcessState == nil {
+		t.Fatal(err)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("the driver stopped with %v (exit %d), want exit 3, the failed run's; its output:\n%s", err, code, out.String())
+	}
 }

@@ -1,6 +1,6 @@
 // Command batch is an app of one job and, when $SCHEDULE is set, one cron
-// job (whose starting deadline is $STARTING_DEADLINE), for the tests of the
-// SDK's driver: every run appends its index to
+// job (whose starting deadline is $STARTING_DEADLINE), and when $WEB is set
+// a simple service beside them, for the tests of the SDK's driver: every run appends its index to
 // $DIR/runs, and the run of index $FAIL fails $FAILS times (every time when
 // $FAILS is unset) with exit status 3.
 package main
@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,6 +46,11 @@ func main() {
 		os.WriteFile(marker, append(b, 'x'), 0o644)
 		return exitError(3)
 	})
+	if os.Getenv("WEB") != "" {
+		app.Service(spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 1}}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintln(w, "web")
+		}))
+	}
 	if s := os.Getenv("SCHEDULE"); s != "" {
 		deadline, _ := time.ParseDuration(os.Getenv("STARTING_DEADLINE"))
 		app.Job(spec.Service{Name: "report", Cron: &spec.Cron{Schedule: s, StartingDeadline: spec.Duration(deadline)}}, func(ctx context.Context) error { return nil })
