@@ -173,5 +173,5 @@ func (t *Topology) NoJobs(target string) error {
 	if w.Cron != nil {
 		kind = "cron job"
 	}
-	return fmt.Errorf("service %q is a %s, which the %s target does not run yet: run it on the local target (kiln run) or on Kubernetes (kiln deploy)", w.Service, kind, target)
+	return fmt.Errorf("service %q is a %s, which the %s target does not run yet: the local and kubernetes targets run it", w.Service, kind, target)
 }
