@@ -10,6 +10,7 @@ package dev
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -88,7 +89,7 @@ func Run(ctx context.Context, build Builder, o Options) error {
 			return err
 		}
 		say("built and started in %s; watching %d files for changes", seconds(time.Since(start)), len(files))
-	case b != nil:
+	case b != nil && !errors.As(err, new(*stopError)):
 		if files, _ = b.files(ctx); len(files) == 0 {
 			return err
 		}
@@ -138,6 +139,17 @@ func Run(ctx context.Context, build Builder, o Options) error {
 		say("%s → build %s → swap %s → serving%s", what, seconds(took), seconds(time.Since(t1)), summary)
 	}
 }
+
+// Stop marks a build error that waiting for the next save cannot mend,
+// such as an app the target cannot run: when the first build fails with
+// it, Run returns it instead of waiting for a fix. Later builds that fail
+// with it leave the last good build serving, as any failed build does.
+func Stop(err error) error { return &stopError{err} }
+
+type stopError struct{ err error }
+
+func (e *stopError) Error() string { return e.err.Error() }
+func (e *stopError) Unwrap() error { return e.err }
 
 // files are the files b read.
 func (b *Build) files(ctx context.Context) ([]string, error) {

@@ -62,6 +62,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"run", "./no/such/dir"}, "./no/such/dir is not a Go package that builds"},
 		{[]string{"run", "--port", "99999", "./examples/kv"}, "--port 99999: want a port number"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"dev", "./examples/report"}, `service "report" is a job: kiln dev swaps serving services and does not run jobs yet`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			out, err := run(tc.args...).CombinedOutput()

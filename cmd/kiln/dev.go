@@ -180,6 +180,10 @@ func (s *devSession) build(ctx context.Context) (*dev.Build, error) {
 	if err != nil {
 		return b, pr.fieldError(err)
 	}
+	if len(t.Jobs) > 0 {
+		w := t.Jobs[0]
+		return b, dev.Stop(fmt.Errorf("service %q is a job: kiln dev swaps serving services and does not run jobs yet; run the app with kiln run, or kiln deploy", w.Service))
+	}
 	if b.Swap, err = s.target.prepare(ctx, pr, t); err != nil {
 		return b, err
 	}
