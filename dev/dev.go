@@ -107,17 +107,11 @@ func Run(ctx context.Context, build Builder, o Options) error {
 	go w.run(wctx, func(msg string) { say("%s", msg) })
 
 	for {
-		changed, ok := settle(ctx, w.changes, o.Debounce)
+		changed, b, err, took, ok := buildSettled(ctx, w.changes, o.Debounce, build)
 		if !ok {
 			return nil
 		}
 		what := "change " + describe(changed)
-		t0 := time.Now()
-		b, err := build(ctx)
-		took := time.Since(t0)
-		if ctx.Err() != nil {
-			return nil
-		}
 		if err != nil {
 			say("%s → build failed after %s; the last good build keeps serving:\n%s", what, seconds(took), strings.TrimRight(err.Error(), "\n"))
 			rewatch(ctx, w, b, say)
@@ -173,9 +167,14 @@ func rewatch(ctx context.Context, w *watcher, b *Build, say func(string, ...any)
 	}
 }
 
-// settle waits for a change, then until changes have stopped for quiet,
-// and returns the paths that changed. ok is false once ctx has ended.
-func settle(ctx context.Context, changes <-chan string, quiet time.Duration) (paths []string, ok bool) {
+// buildSettled waits for a change and starts building at once. A change
+// within quiet of the last one cancels that build and starts another, so
+// that a burst of saves gives one build, and the wait for quiet overlaps
+// the compiler's work instead of coming before it. It returns once the
+// sources have stayed unchanged for quiet and the build of that state has
+// ended; changes after that wait for the next call. ok is false once ctx
+// has ended.
+func buildSettled(ctx context.Context, changes <-chan string, quiet time.Duration, build Builder) (paths []string, b *Build, err error, took time.Duration, ok bool) {
 	add := func(p string) {
 		if p != "" && !slices.Contains(paths, p) {
 			paths = append(paths, p)
@@ -183,22 +182,61 @@ func settle(ctx context.Context, changes <-chan string, quiet time.Duration) (pa
 	}
 	select {
 	case <-ctx.Done():
-		return nil, false
+		return nil, nil, nil, 0, false
 	case p := <-changes:
 		add(p)
 	}
-	t := time.NewTimer(quiet)
-	defer t.Stop()
+	type result struct {
+		b    *Build
+		err  error
+		took time.Duration
+	}
 	for {
-		select {
-		case <-ctx.Done():
-			return nil, false
-		case p := <-changes:
-			add(p)
-			t.Reset(quiet)
-		case <-t.C:
-			return paths, true
+		bctx, cancel := context.WithCancel(ctx)
+		done := make(chan result, 1)
+		go func() {
+			t0 := time.Now()
+			b, err := build(bctx)
+			done <- result{b, err, time.Since(t0)}
+		}()
+		timer := time.NewTimer(quiet)
+		var res *result
+		settled, again := false, false
+		for !settled && !again {
+			select {
+			case <-ctx.Done():
+				cancel()
+				if res == nil {
+					<-done
+				}
+				timer.Stop()
+				return nil, nil, nil, 0, false
+			case p := <-changes:
+				add(p)
+				cancel()
+				if res == nil {
+					<-done
+				}
+				timer.Stop()
+				again = true
+			case r := <-done:
+				res, done = &r, nil
+			case <-timer.C:
+				settled = true
+			}
 		}
+		if again {
+			continue
+		}
+		if res == nil {
+			r := <-done
+			res = &r
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil, nil, nil, 0, false
+		}
+		return paths, res.b, res.err, res.took, true
 	}
 }
 

@@ -68,7 +68,8 @@ type loop struct {
 	mu     sync.Mutex
 	builds int
 	fail   bool
-	slow   time.Duration // each build takes this long
+	hook   func(ctx context.Context) // when set, what each build does
+	swaps  int
 	out    bytes.Buffer
 	cancel context.CancelFunc
 	done   chan error
@@ -84,15 +85,22 @@ func startLoop(t *testing.T, o Options) *loop {
 	build := func(ctx context.Context) (*Build, error) {
 		l.mu.Lock()
 		l.builds++
-		slow := l.slow
+		hook := l.hook
 		l.mu.Unlock()
-		time.Sleep(slow)
+		if hook != nil {
+			hook(ctx)
+		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.fail {
 			return &Build{Files: files}, errors.New("main.go:3:1: syntax error")
 		}
-		return &Build{Files: files, Swap: func(context.Context) (string, error) { return "swapped", nil }}, nil
+		return &Build{Files: files, Swap: func(context.Context) (string, error) {
+			l.mu.Lock()
+			l.swaps++
+			l.mu.Unlock()
+			return "swapped", nil
+		}}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
@@ -119,6 +127,24 @@ func (l *loop) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.builds
+}
+
+func (l *loop) swapCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.swaps
+}
+
+// waitSwaps waits until n builds have been swapped in.
+func (l *loop) waitSwaps(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.swapCount() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d swaps, want %d; output:\n%s", l.swapCount(), n, l.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (l *loop) waitBuilds(t *testing.T, n int) {
@@ -165,32 +191,45 @@ func TestRunBuildsOncePerBurst(t *testing.T) {
 				l.write(t, "main.go", "package main // "+strings.Repeat("x", i+1)+"\n")
 				time.Sleep(20 * time.Millisecond)
 			}
-			l.waitBuilds(t, 2)
+			l.waitSwaps(t, 2)
 			time.Sleep(500 * time.Millisecond)
-			if n := l.count(); n != 2 {
-				t.Fatalf("a burst of 5 saves gave %d builds, want 1", n-1)
+			if n := l.swapCount(); n != 2 {
+				t.Fatalf("a burst of 5 saves gave %d builds swapped in, want 1", n-1)
 			}
 			// vim: write 4913, rename main.go to main.go~, write a new main.go.
 			l.write(t, "4913", "")
 			os.Remove(filepath.Join(l.dir, "4913"))
 			os.Rename(filepath.Join(l.dir, "main.go"), filepath.Join(l.dir, "main.go~"))
 			l.write(t, "main.go", "package main // by rename\n")
-			l.waitBuilds(t, 3)
+			l.waitSwaps(t, 3)
 			time.Sleep(300 * time.Millisecond)
+			built := l.count()
 			for _, name := range []string{".main.go.swp", "main.go~", ".#main.go", ".git/index", "README.md", "main_test.go", "sub/other.go"} {
 				l.write(t, name, "x")
 			}
 			time.Sleep(600 * time.Millisecond)
-			if n := l.count(); n != 3 {
-				t.Fatalf("scratch files and files outside the build gave %d builds, want none:\n%s", n-3, l.output())
+			if n := l.count(); n != built {
+				t.Fatalf("scratch files and files outside the build gave %d builds, want none:\n%s", n-built, l.output())
 			}
 			// A new Go file in the package is part of the build.
 			l.write(t, "util.go", "package main\n")
-			l.waitBuilds(t, 4)
+			l.waitSwaps(t, 4)
 			if !strings.Contains(l.output(), "/util.go → build") {
 				t.Errorf("output lacks the change line:\n%s", l.output())
 			}
 		})
+	}
+}
+
+// waitOutput waits until the loop's output holds n lines containing sub.
+func (l *loop) waitOutput(t *testing.T, sub string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(l.output(), sub) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("output has %d lines with %q, want %d:\n%s", strings.Count(l.output(), sub), sub, n, l.output())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -202,68 +241,70 @@ func TestRunKeepsGoingAfterAFailedBuild(t *testing.T) {
 	l.fail = true
 	l.mu.Unlock()
 	l.write(t, "main.go", "package main\nfunc")
-	l.waitBuilds(t, 2)
-	time.Sleep(100 * time.Millisecond)
-	if out := l.output(); !strings.Contains(out, "build failed after") || !strings.Contains(out, "main.go:3:1: syntax error") {
-		t.Fatalf("output:\n%s\nwant the failure and the compiler's position", out)
+	l.waitOutput(t, "build failed after", 1)
+	if out := l.output(); !strings.Contains(out, "main.go:3:1: syntax error") {
+		t.Fatalf("output:\n%s\nwant the compiler's position", out)
 	}
 	l.mu.Lock()
 	l.fail = false
 	l.mu.Unlock()
 	l.write(t, "main.go", "package main\n")
-	l.waitBuilds(t, 3)
-	time.Sleep(100 * time.Millisecond)
-	if out := l.output(); !strings.Contains(out, "→ serving (swapped)") {
-		t.Fatalf("output:\n%s\nwant the fixed build swapped in", out)
-	}
+	l.waitOutput(t, "→ serving (swapped)", 1)
 }
 
-// TestWatcherFallsBackToPolling: when the system's watches cannot be set
-// up (here a directory that does not exist yet; inotify limits give the
-// same path), the watcher says so and polls, and still sees the change.
-func TestWatcherFallsBackToPolling(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "later")
-	file := filepath.Join(dir, "main.go")
-	var warned []string
-	w, err := newWatcher([]string{file}, Ignored, 0, func(msg string) { warned = append(warned, msg) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w.fs != nil || len(warned) != 1 || !strings.Contains(warned[0], "polling them every 500ms instead") {
-		t.Fatalf("watcher: events %v, warnings %q; want polling, said once", w.fs != nil, warned)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.run(ctx, func(string) {})
-	os.MkdirAll(dir, 0o755)
-	os.WriteFile(file, []byte("package main\n"), 0o644)
-	select {
-	case got := <-w.changes:
-		if got != file {
-			t.Fatalf("change %q, want %q", got, file)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("polling saw no change within 3s")
-	}
-}
-
-// TestASaveDuringABuildStartsAnother: the build that was running finishes,
-// and the save made meanwhile gets a build of its own.
+// TestASaveDuringABuildStartsAnother: once the sources have been quiet for
+// the debounce, the build under way is kept, and a save made meanwhile
+// gets a build of its own when it ends; a save within the debounce
+// restarts the build instead.
 func TestASaveDuringABuildStartsAnother(t *testing.T) {
 	l := startLoop(t, Options{Debounce: 50 * time.Millisecond})
 	l.mu.Lock()
-	l.slow = 700 * time.Millisecond
+	l.hook = func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(700 * time.Millisecond):
+		}
+	}
 	l.mu.Unlock()
 	l.write(t, "main.go", "package main // 1\n")
-	l.waitBuilds(t, 2)
-	time.Sleep(200 * time.Millisecond) // the build is under way
+	time.Sleep(300 * time.Millisecond) // the build is under way, and kept
 	l.write(t, "main.go", "package main // 2\n")
-	l.waitBuilds(t, 3)
-	time.Sleep(1500 * time.Millisecond)
-	if n := l.count(); n != 3 {
-		t.Fatalf("%d builds after a save during a build, want 2", n-1)
+	l.waitSwaps(t, 2)
+	if n := l.swapCount(); n != 2 {
+		t.Fatalf("%d swaps while the second save waits, want the first build's alone", n-1)
 	}
-	if got := strings.Count(l.output(), "→ serving (swapped)"); got != 2 {
-		t.Fatalf("output:\n%s\nwant both builds swapped in", l.output())
+	l.waitSwaps(t, 3)
+	time.Sleep(1500 * time.Millisecond)
+	if n := l.swapCount(); n != 3 {
+		t.Fatalf("%d builds swapped in after a save during a build, want 2", n-1)
+	}
+}
+
+// TestAQuickSecondSaveRestartsTheBuild: a save within the debounce of the
+// last one cancels the build of the older sources.
+func TestAQuickSecondSaveRestartsTheBuild(t *testing.T) {
+	l := startLoop(t, Options{Debounce: 300 * time.Millisecond})
+	var cancelled []bool
+	var mu sync.Mutex
+	l.mu.Lock()
+	l.hook = func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		mu.Lock()
+		cancelled = append(cancelled, ctx.Err() != nil)
+		mu.Unlock()
+	}
+	l.mu.Unlock()
+	l.write(t, "main.go", "package main // 1\n")
+	time.Sleep(100 * time.Millisecond)
+	l.write(t, "main.go", "package main // 2\n")
+	l.waitSwaps(t, 2)
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := l.swapCount(); n != 2 || len(cancelled) < 2 || !cancelled[0] || cancelled[len(cancelled)-1] {
+		t.Fatalf("%d swaps; builds cancelled: %v; want the first build cancelled and the last one swapped in alone", n-1, cancelled)
 	}
 }

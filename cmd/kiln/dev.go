@@ -141,6 +141,9 @@ func (s *devSession) build(ctx context.Context) (*dev.Build, error) {
 		// asking go list again. Should that fail, the full path below
 		// tells a compile error from a package that changed kind.
 		if pr, err = openMain(ctx, s.arg, known.ImportPath); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err() // a newer save cancelled it
+			}
 			s.mainPkg, pr = nil, nil
 		}
 	}
