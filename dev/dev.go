@@ -42,8 +42,9 @@ type Builder func(ctx context.Context) (*Build, error)
 
 // Options configure the loop.
 type Options struct {
-	// Debounce is how long the sources must stay unchanged before a build
-	// starts, so that a burst of saves gives one build; 0 means 100ms.
+	// Debounce: a change within this long of the last one cancels the
+	// build under way and starts another, so that a burst of saves gives
+	// one build; 0 means 100ms.
 	Debounce time.Duration
 	// Ignore says which paths never trigger a build; nil means Ignored.
 	Ignore func(path string) bool

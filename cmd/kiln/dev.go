@@ -40,8 +40,11 @@ socket of the one it replaces and is ready before the old one drains, so
 the entry port stays the same and no connection is refused. Only the
 processes whose binary or spec changed are touched.
 
-A build that fails prints the compiler's errors and leaves the last good
-build serving; so does a new version that does not become ready in time.
+A build starts as soon as a file changes; one more change within
+--debounce cancels it and starts another, so a burst of saves gives one
+build. A build that fails prints the compiler's errors and leaves the last
+good build serving; so does a new version that does not become ready in
+time. An app with jobs is refused: run it with kiln run.
 Editors' scratch files (vim's 4913 and .swp, *~, emacs's .#*, JetBrains'
 ___jb_tmp___) and .git never trigger a build. Where the system's file
 events cannot be had (inotify limits, some shared file systems), dev says
@@ -107,7 +110,7 @@ the last good build. Ctrl-C deletes the app from the cluster.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --target kubernetes: how long to wait for each rollout")
 	kubeFlags(cmd, &co, "with --target kubernetes: ")
 	cmd.Flags().DurationVar(&poll, "poll", 0, "look at the files at this interval instead of waiting for the system's file events")
-	cmd.Flags().DurationVar(&debounce, "debounce", 100*time.Millisecond, "how long the sources must stay unchanged before a build starts")
+	cmd.Flags().DurationVar(&debounce, "debounce", 100*time.Millisecond, "a change within this long of the last one cancels the build under way and starts another (a burst of saves gives one build)")
 	return cmd
 }
 
