@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -226,14 +228,32 @@ func newLocalDev(port int, out io.Writer) (*localDev, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(cache, "dev"), 0o755); err != nil {
+	root := filepath.Join(cache, "dev")
+	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(filepath.Join(cache, "dev"), "session-")
+	removeDeadSessions(root)
+	dir, err := os.MkdirTemp(root, "session-"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return nil, err
 	}
 	return &localDev{port: port, out: out, versions: dir, seed: maphash.MakeSeed()}, nil
+}
+
+// removeDeadSessions removes the binaries kept by a kiln dev that was
+// killed before it could: each session's directory names its pid.
+func removeDeadSessions(root string) {
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "session-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // alive (or, after pid reuse, taken for alive)
+		}
+		os.RemoveAll(filepath.Join(root, e.Name()))
+	}
 }
 
 func (l *localDev) stop() {
