@@ -22,26 +22,33 @@ type laneServer struct {
 	idleTimeout   time.Duration
 	headerTimeout time.Duration // for a new connection's first request
 
+	// accepted is closed once the accept loop has returned: shutdown waits
+	// for it, so that a connection accepted as the listener closed is
+	// served like the others rather than dropped unanswered.
+	accepted chan struct{}
+
 	mu       sync.Mutex
 	conns    map[*laneConn]struct{}
+	stopping bool // the listener is being closed on purpose
 	closing  bool
 	sweeping bool // a sweep of idle connections is scheduled
 	wg       sync.WaitGroup
 }
 
 func newLaneServer(l *lane, srv *http.Server, ln net.Listener) *laneServer {
-	return &laneServer{lane: l, srv: srv, ln: ln, hand: newHandoffListener(ln.Addr()), idleTimeout: clientIdleTimeout, headerTimeout: readHeaderTimeout, conns: map[*laneConn]struct{}{}}
+	return &laneServer{lane: l, srv: srv, ln: ln, hand: newHandoffListener(ln.Addr()), idleTimeout: clientIdleTimeout, headerTimeout: readHeaderTimeout, accepted: make(chan struct{}), conns: map[*laneConn]struct{}{}}
 }
 
 // serve accepts connections until shutdown; it returns
 // http.ErrServerClosed then, like http.Server.Serve.
 func (s *laneServer) serve() error {
+	defer close(s.accepted)
 	go s.srv.Serve(s.hand)
 	var delay time.Duration
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			if s.isClosing() {
+			if s.isStopping() {
 				return http.ErrServerClosed
 			}
 			if errors.Is(err, net.ErrClosed) {
@@ -95,10 +102,10 @@ func (s *laneServer) sweep() {
 	}
 }
 
-func (s *laneServer) isClosing() bool {
+func (s *laneServer) isStopping() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closing
+	return s.stopping
 }
 
 // setIdle marks lc as waiting for a request, or not; it reports whether
@@ -164,6 +171,17 @@ func (s *laneServer) serveConn(lc *laneConn) {
 // shutdown stops accepting, closes idle connections, lets the others finish
 // their request and waits for them until ctx ends.
 func (s *laneServer) shutdown(ctx context.Context) error {
+	// Stop accepting first, and only then close what is idle: a client
+	// whose connection was accepted as the listener closed has sent
+	// nothing yet, and would get no answer and no reason to retry.
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.ln.Close()
+	select {
+	case <-s.accepted:
+	case <-ctx.Done():
+	}
 	s.mu.Lock()
 	s.closing = true
 	for lc := range s.conns {
@@ -172,7 +190,6 @@ func (s *laneServer) shutdown(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	s.ln.Close()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
