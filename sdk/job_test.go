@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -120,7 +119,7 @@ func TestDriverSkipsARunPastItsStartingDeadline(t *testing.T) {
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "DIR="+dir, "SCHEDULE=@every 1s", "STARTING_DEADLINE=200ms")
-	var out syncBuffer
+	var out testbin.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -142,24 +141,6 @@ func TestDriverSkipsARunPastItsStartingDeadline(t *testing.T) {
 	}
 }
 
-// syncBuffer is a strings.Builder that a test reads while a process writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDriverServesBesideAJobAndExitsWithItsStatusOnCtrlC(t *testing.T) {
 	dir := t.TempDir()
 	bin, err := testbin.Build(dir, "./sdk/testdata/batch")
@@ -168,7 +149,7 @@ func TestDriverServesBesideAJobAndExitsWithItsStatusOnCtrlC(t *testing.T) {
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "DIR="+dir, "WEB=1", "FAIL=0")
-	var out syncBuffer
+	var out testbin.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

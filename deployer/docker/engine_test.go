@@ -518,7 +518,7 @@ func TestRunServesUntilCanceledThenRemovesEverything(t *testing.T) {
 	e := engineFor(t, "kv-run")
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	var logs syncBuffer
+	var logs testbin.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, named(example(t, "kv"), "kv-run"), Options{Image: im["kv"], Output: &logs}, pw)
@@ -560,23 +560,6 @@ func TestRunServesUntilCanceledThenRemovesEverything(t *testing.T) {
 	if !strings.Contains(out, "kv/shard-0 | ") {
 		t.Errorf("no line prefixed kv/shard-0 in Run's output: %q", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestSidecarReachesItsProgramOnLocalhost(t *testing.T) {

@@ -286,7 +286,7 @@ func TestFollowFromBeforeApplySeesEveryProgramStart(t *testing.T) {
 	im := testImages(t)
 	e := engineFor(t, "kv-follow")
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs testbin.Buffer
 	followed := make(chan struct{})
 	go func() { e.Follow(ctx, "kv-follow", &logs); close(followed) }()
 	apply(t, e, named(example(t, "kv"), "kv-follow"), Options{Image: im["kv"]})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/kiln-dev/kiln/internal/testbin"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -22,7 +23,7 @@ import (
 // running is app under Run.
 type running struct {
 	urls map[string]string // by service
-	logs *syncBuffer       // Options.Output
+	logs *testbin.Buffer   // Options.Output
 	stop func() error      // ends Run's context and returns what Run did
 }
 
@@ -32,7 +33,7 @@ func startRun(t *testing.T, app *spec.App, o Options) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	r := &running{urls: map[string]string{}, logs: &syncBuffer{}}
+	r := &running{urls: map[string]string{}, logs: &testbin.Buffer{}}
 	o.Output = r.logs
 	done := make(chan error, 1)
 	start := time.Now()
@@ -303,7 +304,7 @@ func TestAHostPortInUseFailsRunNamingItAndLeavesNothing(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	var logs syncBuffer
+	var logs testbin.Buffer
 	err = Run(context.Background(), named(example(t, "kv"), "kv-port"), Options{Image: im["kv"], Port: port, Output: &logs}, io.Discard)
 	want := fmt.Sprintf("docker: pod kv-router-0: cannot publish on host port 127.0.0.1:%d, which is in use or refused; choose another port (Options.Port; 0 picks a free one): ", port)
 	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "docker: ") != 1 {

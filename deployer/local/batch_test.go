@@ -1,38 +1,19 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kiln-dev/kiln/internal/testbin"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
-
-// syncBuffer is a bytes.Buffer several goroutines write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // batchRun runs svc on the local target with script as its program, which
 // finds its own directory in $DIR, and returns what Run returned and
@@ -50,7 +31,7 @@ func batchRun(t *testing.T, ctx context.Context, svc spec.Service, script string
 	if err != nil {
 		t.Fatal(err)
 	}
-	var said, logs syncBuffer
+	var said, logs testbin.Buffer
 	opts := Options{Binary: bin, Env: append(os.Environ(), "DIR="+dir), Output: &logs, Grace: 300 * time.Millisecond}
 	err = Run(ctx, topo, opts, &said)
 	t.Logf("printed:\n%s\nprocess output:\n%s", said.String(), logs.String())
