@@ -171,16 +171,8 @@ func TestDevSwapsEachSaveUnderLoad(t *testing.T) {
 	if got := answer(t, entry+"/kv/x"); got != "no such key: x" {
 		t.Fatalf("GET /kv/x = %q", got)
 	}
-	stop := make(chan struct{})
-	loaded := make(chan testbin.Loaded, 1)
-	go func() { loaded <- testbin.Paced(entry+"/kv/x", 200, 5*time.Second, stop) }()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-	}()
+	stopLoad := testbin.StartPaced(entry+"/kv/x", 200, 5*time.Second)
+	defer stopLoad()
 
 	// 1. The main package: a fourth shard.
 	edit(t, filepath.Join(dir, "main.go"), "shards := 3", "shards := 4")
@@ -220,8 +212,7 @@ func TestDevSwapsEachSaveUnderLoad(t *testing.T) {
 	if got := answer(t, entry+"/kv/x"); got != "absent key: x" {
 		t.Errorf("after a syntax error: GET /kv/x = %q, want the last good build's answer", got)
 	}
-	close(stop)
-	ld := <-loaded
+	ld := stopLoad()
 	t.Logf("load across the swaps: %d answered, %d failed", ld.OK, ld.Failed)
 	if ld.Failed > 0 || ld.OK < 500 {
 		t.Errorf("load across the swaps: %d answered, %d failed (first: %s); want none failed", ld.OK, ld.Failed, ld.First)

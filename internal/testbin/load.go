@@ -88,3 +88,21 @@ func Paced(url string, rate int, timeout time.Duration, stop <-chan struct{}) Lo
 		}
 	}
 }
+
+// StartPaced starts Paced in the background and returns what stops it and
+// returns what it saw; calling that again returns the same, so a test can
+// both defer it and call it.
+func StartPaced(url string, rate int, timeout time.Duration) (stop func() Loaded) {
+	quit := make(chan struct{})
+	loaded := make(chan Loaded, 1)
+	go func() { loaded <- Paced(url, rate, timeout, quit) }()
+	var once sync.Once
+	var l Loaded
+	return func() Loaded {
+		once.Do(func() {
+			close(quit)
+			l = <-loaded
+		})
+		return l
+	}
+}
