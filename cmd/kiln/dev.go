@@ -47,6 +47,7 @@ A build starts as soon as a file changes; one more change within
 build. A build that fails prints the compiler's errors and leaves the last
 good build serving; so does a new version that does not become ready in
 time. An app with jobs is refused: run it with kiln run.
+
 Editors' scratch files (vim's 4913 and .swp, *~, emacs's .#*, JetBrains'
 ___jb_tmp___) and .git never trigger a build. Where the system's file
 events cannot be had (inotify limits, some shared file systems), dev says
