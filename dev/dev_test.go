@@ -1,7 +1,6 @@
 package dev
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kiln-dev/kiln/internal/testbin"
 )
 
 func TestIgnored(t *testing.T) {
@@ -70,7 +71,7 @@ type loop struct {
 	fail   bool
 	hook   func(ctx context.Context) // when set, what each build does
 	swaps  int
-	out    bytes.Buffer
+	out    testbin.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -104,23 +105,12 @@ func startLoop(t *testing.T, o Options) *loop {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	o.Output = &syncWriter{w: &l.out, mu: &l.mu}
+	o.Output = &l.out
 	go func() { l.done <- Run(ctx, build, o) }()
 	t.Cleanup(func() { cancel(); <-l.done })
 	l.waitBuilds(t, 1)
 	time.Sleep(100 * time.Millisecond) // the watcher is set up
 	return l
-}
-
-type syncWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(b)
 }
 
 func (l *loop) count() int {
@@ -158,11 +148,7 @@ func (l *loop) waitBuilds(t *testing.T, n int) {
 	}
 }
 
-func (l *loop) output() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.out.String()
-}
+func (l *loop) output() string { return l.out.String() }
 
 func (l *loop) write(t *testing.T, name, src string) {
 	t.Helper()

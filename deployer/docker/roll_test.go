@@ -85,16 +85,8 @@ func TestRollReplacesChangedProgramsUnderLoadAndLeavesTheRestAlone(t *testing.T)
 	}
 	catalogHolders := holders()
 
-	stop := make(chan struct{})
-	loaded := make(chan testbin.Loaded, 1)
-	go func() { loaded <- testbin.Paced(web+"/find?q=tea", 200, 5*time.Second, stop) }()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-	}()
+	stopLoad := testbin.StartPaced(web+"/find?q=tea", 200, 5*time.Second)
+	defer stopLoad()
 	time.Sleep(time.Second)
 	for i, image := range []string{im["shop-b"], im["shop"], im["shop-b"]} {
 		p, sw, err := roll(t, e, app, Options{Image: im["shop"], Images: map[string]string{"catalog": image}}, RollOptions{})
@@ -118,11 +110,10 @@ func TestRollReplacesChangedProgramsUnderLoadAndLeavesTheRestAlone(t *testing.T)
 		}
 	}
 	time.Sleep(time.Second) // load on the last programs too
-	close(stop)
-	l := <-loaded
+	l := stopLoad()
 	t.Logf("load across three rolls: %d answered, %d failed", l.OK, l.Failed)
-	if l.Failed > 0 || l.OK < 500 {
-		t.Errorf("load across three rolls: %d answered, %d failed (first: %s); want none failed", l.OK, l.Failed, l.First)
+	if err := l.Check(500); err != nil {
+		t.Errorf("load across three rolls: %v", err)
 	}
 	if after := pids(t, e, "shop-roll", "web-", "carts-"); fmt.Sprint(after) != fmt.Sprint(untouched) {
 		t.Errorf("web's and carts' containers after the rolls:\n%v\nwere\n%v\nwant them untouched", after, untouched)
@@ -150,16 +141,8 @@ func TestRollKeepsTheOldProgramWhenTheNewOneDoesNotServe(t *testing.T) {
 		t.Fatalf("PUT /kv/a = %d, want 204", resp.StatusCode)
 	}
 	before := ids(t, e, "kv-rollback")
-	stop := make(chan struct{})
-	loaded := make(chan testbin.Loaded, 1)
-	go func() { loaded <- testbin.Paced(kv+"/kv/a", 200, 5*time.Second, stop) }()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-	}()
+	stopLoad := testbin.StartPaced(kv+"/kv/a", 200, 5*time.Second)
+	defer stopLoad()
 	refuses := func(p *Plan) {
 		// shard-0 names a service its program does not have: exit 2.
 		pod := &p.Pods[0]
@@ -206,11 +189,10 @@ func TestRollKeepsTheOldProgramWhenTheNewOneDoesNotServe(t *testing.T) {
 			}
 		})
 	}
-	close(stop)
-	l := <-loaded
+	l := stopLoad()
 	t.Logf("load across the failed rolls: %d answered, %d failed", l.OK, l.Failed)
-	if l.Failed > 0 {
-		t.Errorf("load across the failed rolls: %d answered, %d failed (first: %s); want none failed", l.OK, l.Failed, l.First)
+	if err := l.Check(0); err != nil {
+		t.Errorf("load across the failed rolls: %v", err)
 	}
 }
 
@@ -225,16 +207,8 @@ func TestRollAddsAndRemovesShardsBehindTheRouter(t *testing.T) {
 	app := named(example(t, "kv"), "kv-reshard")
 	_, d := apply(t, e, app, Options{Image: im["kv"]})
 	kv := url(t, d, "kv")
-	stop := make(chan struct{})
-	loaded := make(chan testbin.Loaded, 1)
-	go func() { loaded <- testbin.Paced(kv+"/kv/x", 200, 5*time.Second, stop) }()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-	}()
+	stopLoad := testbin.StartPaced(kv+"/kv/x", 200, 5*time.Second)
+	defer stopLoad()
 	o := Options{Image: im["kv"]}
 	app.Services[0].Shard.Shards = 4
 	_, sw, err := roll(t, e, app, o, RollOptions{})
@@ -256,11 +230,10 @@ func TestRollAddsAndRemovesShardsBehindTheRouter(t *testing.T) {
 	if left := ids(t, e, "kv-reshard"); left["/kiln-kv-reshard-kv-shard-3"] != "" || len(left) != 8 {
 		t.Errorf("after the roll to 3 shards: %v, want shard-3's containers gone", left)
 	}
-	close(stop)
-	l := <-loaded
+	l := stopLoad()
 	t.Logf("load across two reshardings: %d answered, %d failed", l.OK, l.Failed)
-	if l.Failed > 0 {
-		t.Errorf("load across two reshardings: %d answered, %d failed (first: %s); want none failed", l.OK, l.Failed, l.First)
+	if err := l.Check(0); err != nil {
+		t.Errorf("load across two reshardings: %v", err)
 	}
 
 	app.Services[0].Sidecars = []spec.Container{{Name: "prober", Image: im["sidecar"]}}

@@ -88,9 +88,8 @@ func TestUpdateUnderLoadRefusesNothing(t *testing.T) {
 	entry := d.Endpoints()[0].URL
 	put(t, entry+"/kv/hello", "world")
 
-	stop := make(chan struct{})
-	loaded := make(chan testbin.Loaded, 1)
-	go func() { loaded <- testbin.Paced(entry+"/kv/hello", 200, 5*time.Second, stop) }()
+	stopLoad := testbin.StartPaced(entry+"/kv/hello", 200, 5*time.Second)
+	defer stopLoad()
 	for _, tc := range []struct {
 		name             string
 		shards           int
@@ -114,7 +113,6 @@ func TestUpdateUnderLoadRefusesNothing(t *testing.T) {
 		start := time.Now()
 		sw, err := d.Update(context.Background(), kvTopology(t, tc.shards), Options{Binary: bin, Env: append(os.Environ(), "KV_SHARDS="+strconv.Itoa(tc.shards))})
 		if err != nil {
-			close(stop)
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		t.Logf("%s: swapped in %s: %+v", tc.name, time.Since(start).Round(time.Millisecond), sw)
@@ -138,11 +136,10 @@ func TestUpdateUnderLoadRefusesNothing(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	l := <-loaded
+	l := stopLoad()
 	t.Logf("load across the swaps: %d ok, %d failed", l.OK, l.Failed)
-	if l.Failed > 0 || l.OK < 200 {
-		t.Fatalf("load across the swaps: %d ok, %d failed (first: %s); want none failed", l.OK, l.Failed, l.First)
+	if err := l.Check(200); err != nil {
+		t.Fatalf("load across the swaps: %v", err)
 	}
 }
 

@@ -106,3 +106,12 @@ func StartPaced(url string, rate int, timeout time.Duration) (stop func() Loaded
 		return l
 	}
 }
+
+// Check is nil when no request failed and at least min were answered,
+// else an error saying how many of each, and the first failure.
+func (l Loaded) Check(min int64) error {
+	if l.Failed > 0 || l.OK < min {
+		return fmt.Errorf("%d answered, %d failed (first: %s); want none failed and at least %d answered", l.OK, l.Failed, l.First, min)
+	}
+	return nil
+}
