@@ -37,13 +37,14 @@ func newRoot() *cobra.Command {
 		Use:   "kiln",
 		Short: "Compile Go programs into distributed systems",
 		Long: `kiln runs an app of one or more services, each following a pattern (simple,
-shard, scatter/gather, spread), as every pattern's whole topology: routers,
-leaves and replicas. The app is declared in Go with kiln's SDK (a main
-package), with //kiln:service annotations on the functions that make its
-handlers (a package with no main: kiln generates it), or in a kiln.hcl
-descriptor that names each service's package; every command takes any of
-the three. The default target runs everything as local processes, with no
-daemon.`,
+shard, scatter/gather, spread, or a job or cron job that runs a function to
+completion), as every pattern's whole topology: routers, leaves and
+replicas. The app is declared in Go with kiln's SDK (a main package), with
+//kiln: annotations on the functions that make its handlers (a package with
+no main: kiln generates it), or in a kiln.hcl descriptor that names each
+service's package; every command takes any of the three. The default target
+runs everything as local processes, with no daemon; kiln dev swaps in each
+save as you edit.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
