@@ -72,6 +72,8 @@ type Options struct {
 	// Keychain finds registry credentials for the base image; nil means
 	// authn.DefaultKeychain (the Docker config and credential helpers).
 	Keychain authn.Keychain
+	// Tags are build tags added to kiln_image (see CompileOptions.Tags).
+	Tags []string
 	// Progress receives progress lines; nil means none.
 	Progress io.Writer
 }
@@ -216,7 +218,7 @@ func Build(ctx context.Context, pkg string, o Options) (*Result, error) {
 		if i == 0 {
 			working = chk.working
 		}
-		err := compileNotify(ctx, pkg, CompileOptions{Dir: o.Dir, Output: bin, Image: true, Env: p.goEnv(), Overlay: o.Overlay, Log: o.Progress}, working)
+		err := compileNotify(ctx, pkg, CompileOptions{Dir: o.Dir, Output: bin, Image: true, Env: p.goEnv(), Overlay: o.Overlay, Tags: o.Tags, Log: o.Progress}, working)
 		if err == nil {
 			binary, layer, err = loadBinary(bin, o.CacheDir, o.Created)
 		}

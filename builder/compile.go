@@ -156,6 +156,9 @@ type CompileOptions struct {
 	// without touching the tree, such as the main package kiln generates
 	// for an annotated package. "" means none.
 	Overlay string
+	// Tags are build tags an image's binary is built with beside
+	// kiln_image, such as KubeTag.
+	Tags []string
 	// Log receives go build's standard output and kiln's notes; nil means
 	// os.Stderr.
 	Log io.Writer
@@ -180,6 +183,11 @@ func OverlayEnv(path string) []string {
 
 // ImageTag is the build tag that leaves the driver out of a binary.
 const ImageTag = "kiln_image"
+
+// KubeTag links into an image the Kubernetes back-end of sdk.Lock and
+// sdk.Lead, which client-go makes some 28 MB large: images get it only
+// when one of their services declares a lease.
+const KubeTag = "kiln_kube"
 
 // Compile builds pkg with the go command. Its build cache makes an
 // unchanged package a near no-op, and when Output already holds the binary
@@ -210,7 +218,8 @@ func compile(ctx context.Context, pkg string, o CompileOptions, buildvcs string,
 		// revision annotation comes from the binary's VCS stamp. No
 		// -buildid=: the build ID is a content hash, so it is reproducible,
 		// and go build needs it to see that Output is up to date.
-		args = append(args, "-trimpath", "-buildvcs="+buildvcs, "-tags", ImageTag, "-ldflags", "-s -w")
+		tags := strings.Join(append([]string{ImageTag}, o.Tags...), ",")
+		args = append(args, "-trimpath", "-buildvcs="+buildvcs, "-tags", tags, "-ldflags", "-s -w")
 		env = append(env, "CGO_ENABLED=0")
 	}
 	if working != nil {

@@ -54,6 +54,19 @@ type Options struct {
 	Poll time.Duration
 	// Output receives one line per build; nil means os.Stderr.
 	Output io.Writer
+	// OnBuild, when set, is told of each build once it has ended, the
+	// first one included.
+	OnBuild func(Report)
+}
+
+// Report is what one build of the loop did.
+type Report struct {
+	Start  time.Time
+	Change string        // the changed files, briefly; "" for the first build
+	Build  time.Duration // compiling and preparing
+	Swap   time.Duration // putting it into service; 0 when the build failed
+	Result string        // "serving", "build failed" or "swap failed"
+	Err    error         // why it does not serve; nil when it does
 }
 
 // Run builds and starts the app, then rebuilds and swaps it on every
@@ -71,12 +84,18 @@ func Run(ctx context.Context, build Builder, o Options) error {
 		o.Output = os.Stderr
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(o.Output, "kiln: "+format+"\n", args...) }
+	report := func(r Report) {
+		if o.OnBuild != nil {
+			o.OnBuild(r)
+		}
+	}
 
 	start := time.Now()
 	b, err := build(ctx)
 	if ctx.Err() != nil {
 		return nil
 	}
+	built := time.Since(start)
 	var files []string
 	switch {
 	case err == nil:
@@ -86,6 +105,7 @@ func Run(ctx context.Context, build Builder, o Options) error {
 			}
 			return err
 		}
+		report(Report{Start: start, Build: built, Swap: time.Since(start) - built, Result: "serving"})
 		if files, err = b.files(ctx); err != nil {
 			return err
 		}
@@ -95,6 +115,7 @@ func Run(ctx context.Context, build Builder, o Options) error {
 			return err
 		}
 		say("the first build failed; fix it and save, and kiln builds again:\n%s", err)
+		report(Report{Start: start, Build: built, Result: "build failed", Err: err})
 	default:
 		return err
 	}
@@ -113,8 +134,11 @@ func Run(ctx context.Context, build Builder, o Options) error {
 			return nil
 		}
 		what := "change " + describe(changed)
+		r := Report{Start: time.Now().Add(-took), Change: describe(changed), Build: took, Result: "serving"}
 		if err != nil {
 			say("%s → build failed after %s; the last good build keeps serving:\n%s", what, seconds(took), strings.TrimRight(err.Error(), "\n"))
+			r.Result, r.Err = "build failed", err
+			report(r)
 			rewatch(ctx, w, b, say)
 			continue
 		}
@@ -123,15 +147,19 @@ func Run(ctx context.Context, build Builder, o Options) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		r.Swap = time.Since(t1)
 		rewatch(ctx, w, b, say)
 		if err != nil {
-			say("%s → build %s → swap failed after %s, rolled back; the last good build keeps serving:\n%s", what, seconds(took), seconds(time.Since(t1)), strings.TrimRight(err.Error(), "\n"))
+			say("%s → build %s → swap failed after %s, rolled back; the last good build keeps serving:\n%s", what, seconds(took), seconds(r.Swap), strings.TrimRight(err.Error(), "\n"))
+			r.Result, r.Err = "swap failed", err
+			report(r)
 			continue
 		}
 		if summary != "" {
 			summary = " (" + summary + ")"
 		}
-		say("%s → build %s → swap %s → serving%s", what, seconds(took), seconds(time.Since(t1)), summary)
+		say("%s → build %s → swap %s → serving%s", what, seconds(took), seconds(r.Swap), summary)
+		report(r)
 	}
 }
 

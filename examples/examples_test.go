@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, name := range []string{"hello", "kv", "search", "spread", "shop", "report"} {
+	for _, name := range []string{"hello", "kv", "search", "spread", "shop", "report", "compactor", "kvstore"} {
 		bin, err := testbin.Build(dir, "./examples/"+name)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -97,15 +97,29 @@ func describe(t *testing.T, bin string, env ...string) *spec.App {
 // its driver does, and stops it when the test ends.
 func deploy(t *testing.T, name string, env ...string) (*local.Deployment, string) {
 	t.Helper()
+	return deployTo(t, name, testWriter{t}, env...)
+}
+
+// deployTo is deploy with the processes' output going to out.
+func deployTo(t *testing.T, name string, out io.Writer, env ...string) (*local.Deployment, string) {
+	t.Helper()
 	app := describe(t, bins[name], env...)
 	topo, err := patterns.Build(app)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each test keeps its app's state apart, unless env names a place.
+	state := t.TempDir()
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, local.EnvStateDir+"="); ok {
+			state = v
+		}
+	}
 	d, err := local.Start(context.Background(), topo, local.Options{
-		Binary: bins[name],
-		Env:    append(os.Environ(), env...),
-		Output: testWriter{t},
+		Binary:   bins[name],
+		Env:      append(os.Environ(), env...),
+		Output:   out,
+		StateDir: state,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -519,6 +533,35 @@ func TestImageBinaryOnlyServesRoles(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "serves roles only") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
 		t.Fatalf("output %q; want one line saying it serves roles only", out)
+	}
+}
+
+// TestImagesCarryKubernetesCodeOnlyWhenTheyTakeLeases: client-go is what
+// an image of a service with leases needs to take them on Kubernetes, and
+// some 28 MB that no other image carries.
+func TestImagesCarryKubernetesCodeOnlyWhenTheyTakeLeases(t *testing.T) {
+	deps := func(tags, pkg string) string {
+		cmd := exec.Command("go", "list", "-deps", "-tags", tags, pkg)
+		cmd.Dir = ".." // the module root: pkg is ./examples/NAME
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	for _, tc := range []struct {
+		tags, pkg string
+		want      bool
+	}{
+		{"kiln_image", "./examples/hello", false},
+		{"kiln_image", "./examples/compactor", false},
+		{"kiln_image,kiln_kube", "./examples/compactor", true},
+		{"kiln_image,kiln_kube,kiln_unikernel", "./examples/compactor", false},
+		{"", "./examples/compactor", false}, // the driver's build
+	} {
+		if got := strings.Contains(deps(tc.tags, tc.pkg), "k8s.io/client-go/tools/leaderelection"); got != tc.want {
+			t.Errorf("go list -deps -tags %q %s has client-go's leaderelection: %v, want %v", tc.tags, tc.pkg, got, tc.want)
+		}
 	}
 }
 

@@ -15,10 +15,8 @@
 // Kiln-Backend response header. Serve runs any of them and drains in-flight
 // requests when its context ends.
 //
-// Serve gives a router a fast lane (lane.go): it forwards plain requests —
-// HTTP/1.1, a body of at most a few KB — itself, on the client
-// connection's goroutine, and
-// hands any other connection to net/http and the router's
-// httputil.ReverseProxy, which answer the same (lane_test.go compares the
-// two byte for byte). The lane roughly halves a router's CPU per request.
+// A router chooses backends and counts what they serve; moving the bytes
+// is package forward's job: Serve runs a router's forward.Proxy, whose
+// fast lane forwards plain requests on the client connection's goroutine
+// at about half net/http's CPU per request.
 package patterns

@@ -2,9 +2,7 @@ package patterns
 
 import (
 	"context"
-	"errors"
 	"io"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -12,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kiln-dev/kiln/patterns/forward"
 )
 
 // Response headers every router and root sets.
@@ -26,8 +26,9 @@ const (
 // other request on. It is what makes a handler drainable.
 type frontend struct {
 	next     http.Handler
-	metrics  http.Handler // nil for leaves: the program may serve its own
-	lane     *lane        // a router's fast path; nil if it has none
+	metrics  http.Handler          // nil for leaves: the program may serve its own
+	proxy    *forward.Proxy        // a router's, which serves its listener; nil for the others
+	warm     func(context.Context) // a router's or root's: see Warm
 	draining atomic.Bool
 }
 
@@ -51,6 +52,21 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.next.ServeHTTP(w, r)
 }
+
+// Warm opens a connection to each backend of a router or root, which
+// keeps it for its first request there; the program calls it before it
+// says it serves, so that its first clients wait on no lookup or dial. It
+// returns once every dial has ended or ctx is done; a backend not up yet
+// is dialled on demand.
+func (f *frontend) Warm(ctx context.Context) {
+	if f.warm != nil {
+		f.warm(ctx)
+	}
+}
+
+// Warmer is what a router or root returned by NewRouter and NewRoot is:
+// see Warm.
+type Warmer interface{ Warm(ctx context.Context) }
 
 // Drain makes /readyz fail so that load balancers stop sending new requests.
 func (f *frontend) Drain() { f.draining.Store(true) }
@@ -114,7 +130,7 @@ type backendMetrics struct {
 	codes   [600]atomic.Pointer[prometheus.Counter] // requests, by status code
 }
 
-func (b *backendMetrics) observe(code int, start time.Time, failed bool) {
+func (b *backendMetrics) observe(code int, took time.Duration, failed bool) {
 	var requests prometheus.Counter
 	if code >= 0 && code < len(b.codes) {
 		if c := b.codes[code].Load(); c != nil {
@@ -133,7 +149,7 @@ func (b *backendMetrics) observe(code int, start time.Time, failed bool) {
 		latency = &o
 		b.latency.Store(latency)
 	}
-	(*latency).Observe(time.Since(start).Seconds())
+	(*latency).Observe(took.Seconds())
 	if failed {
 		errors := b.errors.Load()
 		if errors == nil {
@@ -174,50 +190,6 @@ func itoa(i int) string {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
-}
-
-// DefaultGrace bounds how long Serve waits for in-flight requests.
-const DefaultGrace = 30 * time.Second
-
-// Serve serves h on ln until ctx ends, then drains: /readyz starts failing,
-// no new connection is accepted, and in-flight requests finish within grace.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: clientIdleTimeout}
-	var ls *laneServer
-	if f, ok := h.(*frontend); ok && f.lane != nil {
-		ls = newLaneServer(f.lane, srv, ln)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		if ls != nil {
-			errc <- ls.serve()
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	if d, ok := h.(interface{ Drain() }); ok {
-		d.Drain()
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if ls != nil {
-		if err := ls.shutdown(sctx); err != nil {
-			srv.Close()
-			return err
-		}
-	}
-	if err := srv.Shutdown(sctx); err != nil {
-		return err
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // Ready probes url (a process's /readyz) once and reports whether it

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kiln-dev/kiln/patterns/forward"
 )
 
 // dnsScheme marks a backend URL whose host is resolved to many backends.
@@ -24,15 +26,15 @@ const (
 
 // backendSet is what a router forwards to.
 type backendSet interface {
-	current(ctx context.Context) []*backend
+	current(ctx context.Context) []*forward.Backend
 	String() string
 }
 
 // staticSet is a fixed list of backends.
-type staticSet []*backend
+type staticSet []*forward.Backend
 
-func (s staticSet) current(context.Context) []*backend { return s }
-func (s staticSet) String() string                     { return fmt.Sprintf("%d fixed backends", len(s)) }
+func (s staticSet) current(context.Context) []*forward.Backend { return s }
+func (s staticSet) String() string                             { return fmt.Sprintf("%d fixed backends", len(s)) }
 
 // resolvedSet forwards to every address of a DNS name. It resolves on
 // demand: the first request waits for a lookup, later ones trigger a
@@ -41,16 +43,16 @@ func (s staticSet) String() string                     { return fmt.Sprintf("%d 
 type resolvedSet struct {
 	host, port string
 	unit       string
-	newBackend func(name string, target *url.URL) *backend
+	newBackend func(name string, target *url.URL) *forward.Backend
 	log        *slog.Logger
 
-	list      atomic.Pointer[[]*backend]
+	list      atomic.Pointer[[]*forward.Backend]
 	checked   atomic.Int64 // unix nanoseconds of the last lookup
 	resolving atomic.Bool
 	mu        sync.Mutex // serialises lookups
 }
 
-func newResolvedSet(u *url.URL, unit string, newBackend func(string, *url.URL) *backend, log *slog.Logger) *resolvedSet {
+func newResolvedSet(u *url.URL, unit string, newBackend func(string, *url.URL) *forward.Backend, log *slog.Logger) *resolvedSet {
 	port := u.Port()
 	if port == "" {
 		port = "80"
@@ -62,7 +64,7 @@ func (s *resolvedSet) String() string {
 	return fmt.Sprintf("%s resolves to no address", net.JoinHostPort(s.host, s.port))
 }
 
-func (s *resolvedSet) current(ctx context.Context) []*backend {
+func (s *resolvedSet) current(ctx context.Context) []*forward.Backend {
 	list := s.list.Load()
 	if list == nil || len(*list) == 0 {
 		s.resolve(ctx)
@@ -94,13 +96,13 @@ func (s *resolvedSet) resolve(ctx context.Context) {
 		return // keep the last good list
 	}
 	slices.Sort(addrs)
-	old := map[string]*backend{}
+	old := map[string]*forward.Backend{}
 	if prev := s.list.Load(); prev != nil {
 		for _, b := range *prev {
-			old[b.name] = b
+			old[b.Name] = b
 		}
 	}
-	next := make([]*backend, 0, len(addrs))
+	next := make([]*forward.Backend, 0, len(addrs))
 	for _, a := range addrs {
 		name := s.unit + "-" + a
 		if b, ok := old[name]; ok {

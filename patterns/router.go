@@ -1,17 +1,19 @@
 package patterns
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kiln-dev/kiln/patterns/forward"
 	"github.com/kiln-dev/kiln/spec"
 )
 
@@ -21,17 +23,18 @@ type Options struct {
 	KeyFunc KeyFunc
 	// Gather serves scatter/gather services whose gather names a function.
 	Gather GatherFunc
-	// Transport reaches the backends; nil means a pooled transport sized for
-	// proxying.
+	// Transport reaches the backends; nil means forward's own, which a
+	// router's fast lane shares (see forward.Proxy).
 	Transport http.RoundTripper
-	Logger    *slog.Logger
+	// Logger receives backend failures and panics; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 func (o *Options) transport() http.RoundTripper {
 	if o.Transport != nil {
 		return o.Transport
 	}
-	return newHopTransport(NewTransport())
+	return forward.NewTransport()
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -41,36 +44,8 @@ func (o *Options) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// NewTransport is an HTTP transport for talking to backends: it keeps enough
-// idle connections per backend that a busy router does not churn sockets.
-func NewTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 0
-	t.MaxIdleConnsPerHost = 512
-	t.IdleConnTimeout = 90 * time.Second
-	t.ForceAttemptHTTP2 = false
-	// The dialer of DefaultTransport, and a bound on unacknowledged sends
-	// (see backendUserTimeout).
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
-	t.DialContext = d.DialContext
-	// Pass Accept-Encoding through as the client sent it: the transport
-	// neither asks backends for gzip on its own nor unzips their answers,
-	// work that changed nothing a client sees.
-	t.DisableCompression = true
-	return t
-}
-
 // picker chooses the backend for one request among bs.
-type picker func(r *http.Request, bs []*backend) (*backend, error)
-
-// backend is one place a router forwards to.
-type backend struct {
-	name     string // "shard-2", or "replica-10.0.3.7" for resolved ones
-	addr     string // host:port
-	proxy    *httputil.ReverseProxy
-	series   *backendMetrics
-	inflight atomic.Int64
-}
+type picker func(r *http.Request, bs []*forward.Backend) (*forward.Backend, error)
 
 // NewRouter returns the data plane of a simple, shard or spread service: it
 // forwards each request, streaming, to one of backends.
@@ -94,7 +69,7 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 		if err != nil {
 			return nil, fmt.Errorf("service %q: %w", svc.Name, err)
 		}
-		pick = func(r *http.Request, bs []*backend) (*backend, error) {
+		pick = func(r *http.Request, bs []*forward.Backend) (*forward.Backend, error) {
 			k, err := key(r)
 			if err != nil {
 				return nil, err
@@ -107,116 +82,127 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 		return nil, fmt.Errorf("service %q: pattern %q has no router", svc.Name, svc.Pattern())
 	}
 
-	rt := &router{pick: pick, metrics: newMetrics(svc.Name)}
+	rt := &router{pick: pick, metrics: newMetrics(svc.Name), log: opts.logger()}
+	p := &forward.Proxy{
+		Pick:         rt.choose,
+		Header:       HeaderBackend,
+		Transport:    opts.Transport,
+		ErrorHandler: rt.fail,
+		Log:          rt.log,
+	}
 	if k := svc.Shard; k != nil {
-		rt.use = requestUse{headers: k.Key.Header != "" || k.Key.Func != "", keeps: k.Key.Func != ""}
+		// Only a key function, the program's own code, may keep the
+		// requests it is given; only it and a header rule read headers.
+		p.PickHeaders = k.Key.Header != "" || k.Key.Func != ""
+		p.PickKeeps = k.Key.Func != ""
 	}
-	transport, pool := opts.Transport, (*connPool)(nil)
-	if transport == nil {
-		pool = newConnPool()
-		transport = &hopTransport{fallback: NewTransport(), pool: pool}
-	}
-	newBackend := rt.backendMaker(transport, opts.logger())
-	// The lane speaks to backends itself, so it serves only with kiln's own
-	// transport and backends that are a bare http://host:port.
-	plain := pool != nil
+	// The lane, which speaks to backends itself, serves only with forward's
+	// own transport and plain backends.
+	plain := opts.Transport == nil
 	if len(backends) == 1 && backends[0].Scheme == dnsScheme {
 		if svc.Shard != nil {
 			return nil, fmt.Errorf("service %q: a shard router needs one fixed URL per shard, not %s", svc.Name, backends[0])
 		}
-		rt.set = newResolvedSet(backends[0], unit, newBackend, opts.logger())
+		rt.set = newResolvedSet(backends[0], unit, rt.backend, rt.log)
 	} else {
-		var bs []*backend
+		var bs []*forward.Backend
 		for i, u := range backends {
-			bs = append(bs, newBackend(fmt.Sprintf("%s-%d", unit, i), u))
-			plain = plain && u.Scheme == "http" && u.Host != "" && u.User == nil && (u.Path == "" || u.Path == "/") && !u.ForceQuery && u.RawQuery == ""
+			bs = append(bs, rt.backend(fmt.Sprintf("%s-%d", unit, i), u))
+			plain = plain && forward.Plain(u)
 		}
 		rt.set = staticSet(bs)
 	}
-	f := &frontend{next: rt, metrics: rt.metrics.handler()}
-	if plain {
-		f.lane = newLane(rt, pool, opts.logger())
+	switch {
+	case plain:
+		rt.metrics.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "kiln_lane_requests_total",
+			Help:        "Requests the router served on its fast lane; the others went through net/http.",
+			ConstLabels: prometheus.Labels{"service": svc.Name},
+		}, func() float64 { return float64(p.LaneRequests()) }))
+	case p.Transport == nil:
+		p.Transport = forward.NewTransport() // no lane
 	}
-	return f, nil
+	warm := func(ctx context.Context) { p.Warm(ctx, hosts(rt.set.current(ctx))...) }
+	return &frontend{next: p, metrics: rt.metrics.handler(), proxy: p, warm: warm}, nil
 }
 
-// backendMaker returns a function that builds the proxy to one backend.
-func (rt *router) backendMaker(transport http.RoundTripper, log *slog.Logger) func(name string, target *url.URL) *backend {
-	buffers := newBufferPool()
-	return func(name string, target *url.URL) *backend {
-		proxy := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(target)
-				// Append to the chain the client sent (a load balancer's, say)
-				// rather than start a new one, as nginx's
-				// $proxy_add_x_forwarded_for does.
-				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-				pr.SetXForwarded()
-			},
-			Transport: transport,
-			// 0 leaves flushing to ReverseProxy for answers of unknown
-			// length (chunked streams, server-sent events): it flushes them
-			// as bytes arrive. Answers of known length are flushed by
-			// statusRecorder while bytes are still due, so they stream too;
-			// a complete answer goes out in one write when the handler
-			// returns. (-1 here would also flush the headers alone, from a
-			// timer goroutine, costing a second write per request.)
-			FlushInterval: 0,
-			BufferPool:    buffers,
-			ModifyResponse: func(resp *http.Response) error {
-				// Header.Set without re-canonicalizing a canonical key.
-				resp.Header[HeaderBackend] = []string{name}
-				return nil
-			},
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				w.Header().Set(HeaderBackend, name)
-				if r.Context().Err() != nil {
-					// The client went away; nobody reads this answer.
-					w.WriteHeader(statusClientGone)
-					return
-				}
-				log.Warn("backend failed", "backend", name, "err", err)
-				http.Error(w, fmt.Sprintf("kiln: %s failed: %v", name, err), http.StatusBadGateway)
-			},
-		}
-		return &backend{name: name, addr: target.Host, proxy: proxy, series: rt.metrics.backend(name)}
+// hosts are the host:port of bs that speak plain HTTP, the ones Warm
+// dials.
+func hosts(bs []*forward.Backend) []string {
+	us := make([]*url.URL, len(bs))
+	for i, b := range bs {
+		us[i] = b.URL
 	}
+	return plainHosts(us)
+}
+
+func plainHosts(us []*url.URL) []string {
+	var out []string
+	for _, u := range us {
+		if u.Scheme == "http" {
+			out = append(out, u.Host)
+		}
+	}
+	return out
+}
+
+// backend returns the backend called name at target, whose requests the
+// metrics count.
+func (rt *router) backend(name string, target *url.URL) *forward.Backend {
+	series := rt.metrics.backend(name)
+	return &forward.Backend{Name: name, URL: target, Done: func(code int, took time.Duration) {
+		series.observe(code, took, code >= 500)
+	}}
 }
 
 type router struct {
 	pick    picker
-	use     requestUse // what pick does with the request
 	set     backendSet
 	metrics *metrics
+	log     *slog.Logger
 }
 
-func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// pickError is a request the router cannot forward, and the status that
+// says why.
+type pickError struct {
+	code int
+	msg  string
+}
+
+func (e *pickError) Error() string { return e.msg }
+
+// choose is the Proxy's Pick.
+func (rt *router) choose(r *http.Request) (*forward.Backend, error) {
+	switch r.URL.Path {
+	case "/healthz", "/readyz", "/metrics":
+		return nil, forward.ErrUseHandler // the frontend's own
+	}
 	bs := rt.set.current(r.Context())
 	if len(bs) == 0 {
-		http.Error(w, "kiln: no backend to forward to: "+rt.set.String(), http.StatusServiceUnavailable)
-		return
+		return nil, &pickError{http.StatusServiceUnavailable, "no backend to forward to: " + rt.set.String()}
 	}
 	b, err := rt.pick(r, bs)
 	if err != nil {
-		http.Error(w, "kiln: "+err.Error(), http.StatusBadRequest)
-		return
+		return nil, &pickError{http.StatusBadRequest, err.Error()}
 	}
-	b.inflight.Add(1)
-	defer b.inflight.Add(-1)
-	if r.ContentLength != 0 {
-		// Let the answer stream back while the body still streams in; Go's
-		// HTTP/1 server otherwise stops reading the body at the first write.
-		http.NewResponseController(w).EnableFullDuplex()
+	return b, nil
+}
+
+// fail is the Proxy's ErrorHandler: a request the router could not route,
+// or whose backend failed (the error names it).
+func (rt *router) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusBadGateway
+	if pe, ok := errors.AsType[*pickError](err); ok {
+		code = pe.code
+	} else {
+		rt.log.Warn("backend failed", "err", err)
 	}
-	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-	b.proxy.ServeHTTP(rec, r)
-	b.series.observe(rec.code, start, rec.code >= 500)
+	http.Error(w, "kiln: "+err.Error(), code)
 }
 
 func roundRobin() picker {
 	var next atomic.Uint64
-	return func(_ *http.Request, bs []*backend) (*backend, error) {
+	return func(_ *http.Request, bs []*forward.Backend) (*forward.Backend, error) {
 		return bs[(next.Add(1)-1)%uint64(len(bs))], nil
 	}
 }
@@ -224,7 +210,7 @@ func roundRobin() picker {
 // spread picks a random backend, or with twoChoices the one with fewer
 // requests in flight of two random ones ("the power of two choices").
 func spread(twoChoices bool) picker {
-	return func(_ *http.Request, bs []*backend) (*backend, error) {
+	return func(_ *http.Request, bs []*forward.Backend) (*forward.Backend, error) {
 		n := len(bs)
 		i := rand.IntN(n)
 		if twoChoices && n > 1 {
@@ -232,60 +218,10 @@ func spread(twoChoices bool) picker {
 			if j >= i {
 				j++
 			}
-			if bs[j].inflight.Load() < bs[i].inflight.Load() {
+			if bs[j].InFlight() < bs[i].InFlight() {
 				i = j
 			}
 		}
 		return bs[i], nil
 	}
 }
-
-// statusRecorder remembers the status code for metrics. Unwrap lets
-// http.ResponseController reach the real writer's Flush.
-//
-// It also streams answers of known length: while declared bytes are still
-// due, each write is flushed at once; the write that completes the answer is
-// not, so the server sends it together with the headers in one syscall when
-// the handler returns.
-type statusRecorder struct {
-	http.ResponseWriter
-	code    int
-	wrote   bool
-	pending int64 // declared body bytes not yet written; -1 if unknown
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if !s.wrote && code >= 200 {
-		s.wrote = true
-		s.code = code
-		s.pending = -1
-		if cl := s.ResponseWriter.Header().Get("Content-Length"); cl != "" {
-			if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
-				s.pending = n
-			}
-		}
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if !s.wrote {
-		s.WriteHeader(http.StatusOK)
-	}
-	n, err := s.ResponseWriter.Write(b)
-	if s.pending >= 0 {
-		s.pending -= int64(n)
-		if s.pending > 0 && err == nil {
-			s.Flush()
-		}
-	}
-	return n, err
-}
-
-func (s *statusRecorder) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

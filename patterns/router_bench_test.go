@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/kiln-dev/kiln/patterns/forward"
 	"github.com/kiln-dev/kiln/spec"
 )
 
@@ -28,8 +29,8 @@ func BenchmarkShardRouter(b *testing.B) {
 		name string
 		tr   func() http.RoundTripper // nil: kiln's own, with the lane
 	}{
-		{"net/http+http.Transport", func() http.RoundTripper { return NewTransport() }},
-		{"net/http+hopTransport", func() http.RoundTripper { return newHopTransport(NewTransport()) }},
+		{"net/http+http.Transport", func() http.RoundTripper { return &http.Transport{MaxIdleConnsPerHost: 512} }},
+		{"net/http+forward.NewTransport", forward.NewTransport},
 		{"lane", nil},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

@@ -3,6 +3,7 @@ package patterns
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -129,7 +130,9 @@ func TestRouterHealthAndMetrics(t *testing.T) {
 	backend := resp.Header.Get(HeaderBackend)
 	waitMetrics(t, rt.URL,
 		`kiln_backend_requests_total{backend="`+backend+`",code="200",service="kv"} 1`,
-		`kiln_backend_request_duration_seconds_count{backend="`+backend+`",service="kv"} 1`)
+		`kiln_backend_request_duration_seconds_count{backend="`+backend+`",service="kv"} 1`,
+		// Its connection went to net/http for /healthz: the lane served none.
+		`kiln_lane_requests_total{service="kv"} 0`)
 }
 
 // waitMetrics polls /metrics until it holds every want: a request is counted
@@ -287,8 +290,11 @@ func TestRouterStreams(t *testing.T) {
 }
 
 // TestServeDrainsInFlightRequests: when Serve's context ends, a request in
-// flight still gets its answer, a kept-alive idle connection is closed, and
-// nothing new is accepted; for a leaf (net/http) and a router (its lane).
+// flight still gets its answer, a kept-alive idle connection is closed, a
+// connection accepted before that sends its first request after it and
+// gets it answered (net/http's Shutdown drops it: a client of a program
+// replaced in place saw EOF), and nothing new is accepted; for a leaf
+// (net/http) and a router (its lane).
 func TestServeDrainsInFlightRequests(t *testing.T) {
 	slow := func() (http.Handler, chan struct{}) {
 		started := make(chan struct{}, 1)
@@ -328,7 +334,14 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 			served := make(chan error, 1)
 			go func() { served <- Serve(ctx, ln, h, 5*time.Second) }()
 
-			// An idle kept-alive connection, and a request in flight.
+			// A new connection with nothing sent yet, an idle kept-alive
+			// connection, and a request in flight. The idle one's answer
+			// says the new one, dialled first, was accepted.
+			fresh, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fresh.Close()
 			idle, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
@@ -354,6 +367,20 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 			idle.SetReadDeadline(time.Now().Add(2 * time.Second))
 			if _, err := idleR.ReadByte(); err != io.EOF {
 				t.Fatalf("idle connection: %v; want it closed", err)
+			}
+			fmt.Fprint(fresh, "GET /fast HTTP/1.1\r\nHost: h\r\n\r\n")
+			fresh.SetReadDeadline(time.Now().Add(2 * time.Second))
+			freshR := bufio.NewReader(fresh)
+			resp, err := http.ReadResponse(freshR, nil)
+			if err != nil {
+				t.Fatalf("request on a connection accepted before the drain, sent during it: %v; want an answer", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(body) != "done" || !resp.Close {
+				t.Fatalf("request sent during the drain = %d %q (close %v), want 200 \"done\" and Connection: close", resp.StatusCode, body, resp.Close)
+			}
+			if _, err := freshR.ReadByte(); err != io.EOF {
+				t.Fatalf("connection after its answer during the drain: %v; want it closed", err)
 			}
 			if err := <-served; err != nil {
 				t.Fatalf("Serve: %v", err)
@@ -490,5 +517,194 @@ func TestRouterStreamsKnownLengthAnswers(t *testing.T) {
 	close(rest)
 	if b, _ := io.ReadAll(resp.Body); string(b) != "-last" {
 		t.Fatalf("rest: %q", b)
+	}
+}
+
+// TestLaneKeyRules: for every kind of key rule the lane sends a request to
+// the shard net/http sends it to, and a key function may keep the requests
+// it is given.
+func TestLaneKeyRules(t *testing.T) {
+	var (
+		mu   sync.Mutex // the race detector sees no order in socket I/O
+		kept []*http.Request
+	)
+	keyFunc := func(r *http.Request) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		kept = append(kept, r)
+		return r.Header.Get("X-Tenant") + "/" + r.URL.Query().Get("user") + "@" + r.Host, nil
+	}
+	backends := startBackends(t, 4, whoAmI)
+	for _, key := range []spec.Key{
+		{PathSegment: 2}, {Regexp: `^/kv/([^/]+)`}, {Header: "X-Tenant"}, {Query: "user"}, {Func: "tenant"},
+	} {
+		t.Run(key.String(), func(t *testing.T) {
+			mu.Lock()
+			kept = nil
+			mu.Unlock()
+			svc := &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 4, Key: key}}
+			h, err := NewRouter(svc, backends, Options{KeyFunc: keyFunc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lane := serve(t, h)
+			ref := httptest.NewServer(h)
+			defer ref.Close()
+			for i := range 40 {
+				var got [2]string
+				for j, base := range []string{lane.URL, ref.URL} {
+					req, _ := http.NewRequest("GET", fmt.Sprintf("%s/kv/k%d?user=u%d", base, i, i), nil)
+					req.Header.Set("X-Tenant", fmt.Sprintf("t%d", i))
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Fatalf("status %d", resp.StatusCode)
+					}
+					got[j] = resp.Header.Get(HeaderBackend)
+				}
+				if key.Func == "" && got[0] != got[1] {
+					t.Fatalf("request %d: the lane sent it to %s, net/http to %s", i, got[0], got[1])
+				}
+			}
+			if key.Func != "" {
+				// The two paths see different hosts, so only check what was kept.
+				mu.Lock()
+				defer mu.Unlock()
+				for i, r := range kept {
+					if want := fmt.Sprintf("t%d", i/2); r.Header.Get("X-Tenant") != want {
+						t.Fatalf("kept request %d has X-Tenant %q, want %q: it was reused", i, r.Header.Get("X-Tenant"), want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestServeGraceEndsQuietStreams: Serve returns soon after its grace
+// period even while a connection relays a stream whose backend has gone
+// quiet (server-sent events, a long poll), with the lane and without.
+func TestServeGraceEndsQuietStreams(t *testing.T) {
+	for _, lane := range []bool{true, false} {
+		t.Run(fmt.Sprintf("lane=%v", lane), func(t *testing.T) {
+			release := make(chan struct{})
+			backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "event 1\n")
+				w.(http.Flusher).Flush()
+				<-release // quiet for a long while
+			}))
+			defer backend.Close()
+			defer close(release)
+			u, _ := url.Parse(backend.URL)
+			opts := Options{Logger: quiet}
+			if !lane {
+				opts.Transport = &http.Transport{}
+			}
+			h, err := NewRouter(&spec.Service{Name: "s", Simple: &spec.Simple{Replicas: 1}}, []*url.URL{u}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			grace := 300 * time.Millisecond
+			go func() { served <- Serve(ctx, ln, h, grace) }()
+
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, "GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line, _ := bufio.NewReader(resp.Body).ReadString('\n'); line != "event 1\n" {
+				t.Fatalf("first event %q", line)
+			}
+			start := time.Now()
+			cancel()
+			select {
+			case err := <-served:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Serve: %v; want the grace period's end", err)
+				}
+			case <-time.After(grace + 2*time.Second):
+				t.Fatalf("Serve still running %s after shutdown with a %s grace", time.Since(start), grace)
+			}
+		})
+	}
+}
+
+// TestRoutersAndRootsWarmUpBeforeTheyServe: Warm opens one connection to
+// each backend, which the first request then uses, so the first clients
+// of a router or root that has just started wait on no dial; a backend
+// that is down does not hold Warm up, and is dialled on demand.
+func TestRoutersAndRootsWarmUpBeforeTheyServe(t *testing.T) {
+	counted := func(conns *atomic.Int64) *url.URL {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `["ok"]`)
+		}))
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		}
+		srv.Start()
+		t.Cleanup(srv.Close)
+		u, _ := url.Parse(srv.URL)
+		return u
+	}
+	down, _ := url.Parse("http://" + closedAddr(t))
+	for _, tc := range []struct {
+		name string
+		svc  *spec.Service
+		new  func(*spec.Service, []*url.URL, Options) (http.Handler, error)
+	}{
+		{"shard router", &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 2, Key: spec.Key{PathSegment: 2}}}, NewRouter},
+		{"scatter root", &spec.Service{Name: "search", Scatter: &spec.Scatter{Leaves: 2, Gather: spec.GatherConcat, Timeout: spec.Duration(time.Second), OnLeafError: spec.OnLeafErrorPartial}}, NewRoot},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var a, b atomic.Int64
+			h, err := tc.new(tc.svc, []*url.URL{counted(&a), counted(&b)}, Options{Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.(Warmer).Warm(context.Background())
+			// The server counts a connection once it has accepted it,
+			// which may come just after the dial returns.
+			for deadline := time.Now().Add(2 * time.Second); (a.Load() != 1 || b.Load() != 1) && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if a.Load() != 1 || b.Load() != 1 {
+				t.Fatalf("after Warm the backends have %d and %d connections, want 1 each", a.Load(), b.Load())
+			}
+			rt := serve(t, h)
+			for _, key := range []string{"a", "b", "c", "d"} {
+				if resp, _ := get(t, rt.URL+"/kv/"+key); resp.StatusCode != 200 {
+					t.Fatalf("GET /kv/%s = %d", key, resp.StatusCode)
+				}
+			}
+			if a.Load() != 1 || b.Load() != 1 {
+				t.Errorf("after 4 requests the backends have %d and %d connections, want the warm one each", a.Load(), b.Load())
+			}
+
+			h, err = tc.new(tc.svc, []*url.URL{down, counted(&a)}, Options{Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			h.(Warmer).Warm(context.Background())
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("Warm with a backend down took %s", took)
+			}
+		})
 	}
 }

@@ -11,8 +11,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/kiln-dev/kiln/patterns/forward"
 	"github.com/kiln-dev/kiln/spec"
 )
 
@@ -50,6 +52,7 @@ func NewRoot(svc *spec.Service, leaves []*url.URL, opts Options) (http.Handler, 
 		client:  &http.Client{Transport: opts.transport(), CheckRedirect: noRedirect},
 		metrics: newMetrics(svc.Name),
 		log:     opts.logger(),
+		workers: workers{tasks: make(chan func())},
 	}
 	if rt.timeout <= 0 {
 		rt.timeout = spec.DefaultTimeout.D()
@@ -57,7 +60,8 @@ func NewRoot(svc *spec.Service, leaves []*url.URL, opts Options) (http.Handler, 
 	for i := range leaves {
 		rt.names = append(rt.names, fmt.Sprintf("leaf-%d", i))
 	}
-	return &frontend{next: rt, metrics: rt.metrics.handler()}, nil
+	warm := func(ctx context.Context) { forward.Warm(ctx, rt.client.Transport, plainHosts(leaves)...) }
+	return &frontend{next: rt, metrics: rt.metrics.handler(), warm: warm}, nil
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -72,6 +76,38 @@ type root struct {
 	client  *http.Client
 	metrics *metrics
 	log     *slog.Logger
+	workers workers
+}
+
+// workers run the requests to leaves on goroutines that outlive them: a
+// new goroutine for each grew its stack for the HTTP client every time,
+// a tenth of a root's CPU.
+type workers struct {
+	tasks chan func()
+	idle  atomic.Int32
+}
+
+// maxIdleWorkers bounds the goroutines kept waiting for work.
+const maxIdleWorkers = 256
+
+func (w *workers) run(f func()) {
+	select {
+	case w.tasks <- f: // a waiting worker takes it
+	default:
+		go w.work(f)
+	}
+}
+
+func (w *workers) work(f func()) {
+	for {
+		f()
+		if w.idle.Add(1) > maxIdleWorkers {
+			w.idle.Add(-1)
+			return
+		}
+		f = <-w.tasks
+		w.idle.Add(-1)
+	}
 }
 
 // leafResult is one leaf's answer or failure.
@@ -88,11 +124,12 @@ func (rt *root) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("kiln: reading request body: %v", err), http.StatusRequestEntityTooLarge)
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	// One deadline for every leaf: they all start now.
+	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 	defer cancel()
 	results := make(chan leafResult, len(rt.leaves))
 	for i := range rt.leaves {
-		go func() { results <- rt.ask(ctx, i, r, body) }()
+		rt.workers.run(func() { results <- rt.ask(ctx, i, r, body) })
 	}
 
 	var parts []LeafResponse
@@ -219,8 +256,6 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 // ask sends the request to leaf i and reads its whole answer.
 func (rt *root) ask(ctx context.Context, i int, r *http.Request, body []byte) leafResult {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, rt.timeout)
-	defer cancel()
 	res := rt.do(ctx, i, r, body)
 	if res.err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		res.timeout = true
@@ -241,11 +276,17 @@ func (rt *root) do(ctx context.Context, i int, r *http.Request, body []byte) lea
 	u.Path = strings.TrimSuffix(u.Path, "/") + r.URL.Path
 	u.RawPath = ""
 	u.RawQuery = r.URL.RawQuery
-	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return leafResult{index: i, err: err}
+	// As http.NewRequestWithContext would make it, without printing the
+	// URL to parse it again.
+	req := (&http.Request{
+		Method: r.Method, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: r.Header.Clone(), Host: u.Host, Body: http.NoBody,
+	}).WithContext(ctx)
+	if len(body) > 0 {
+		req.ContentLength = int64(len(body))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	req.Header = r.Header.Clone()
 	for _, h := range hopHeaders {
 		req.Header.Del(h)
 	}

@@ -57,11 +57,32 @@ const (
 	// reached, as name=URL pairs (see Discovery). Every process of an app
 	// gets it, so a handler reaches another service by name.
 	EnvServices = "KILN_SERVICES"
+	// EnvLeases lists the leases a process may take, as name=duration
+	// pairs ("compactor=15s,index=5s"); see the lease package.
+	EnvLeases = "KILN_LEASES"
+	// EnvData is the directory of the instance's own storage, which it
+	// keeps across restarts (spec.Storage).
+	EnvData = "KILN_DATA"
+	// EnvWarm set to "0" stops a router or root from dialling its backends
+	// before it serves (see Warmer): on a cluster, where its backends may
+	// get no address until after it starts, an early lookup would leave a
+	// "no such name" in the cluster DNS's cache, failing its first
+	// requests for as long as that answer is cached.
+	EnvWarm = "KILN_WARM"
 )
+
+// PathCalls is where a replica or leaf answers, as a JSON object, how many
+// requests it has made to each service of its app by name since it
+// started ({"carts": 12}): the calls between services that the driver's
+// dashboard draws. Like /healthz, the path is kiln's, not the program's.
+const PathCalls = "/kiln/calls"
 
 // Topology is every workload an app needs, in target-neutral terms.
 type Topology struct {
 	App string
+	// Spec is the app the topology was built from, for what the workloads
+	// leave out (key rules, sidecars); nil for a topology built by hand.
+	Spec *spec.App
 	// Workloads serve requests until they are stopped.
 	Workloads []Workload
 	// Jobs run to completion, once or on a schedule: one workload of role
@@ -91,6 +112,12 @@ type Workload struct {
 	// runs it (Job is then &Cron.Job); both nil for a serving workload.
 	Job  *spec.Job
 	Cron *spec.Cron
+	// Leases are the leases the workload's processes may take: the
+	// service's, on its replicas, shards or leaves; none on a router.
+	Leases []spec.Lease
+	// Storage, on a stable workload, gives each replica a volume of its
+	// own: replica i always gets volume i.
+	Storage *spec.Storage
 }
 
 // Name is the workload's name, unique within the app: "kv-router".
@@ -117,6 +144,19 @@ func (w *Workload) RoleEnv(i int, peers []string, services Discovery) map[string
 		env[EnvPeers] = strings.Join(peers, ",")
 	}
 	env[EnvServices] = services.String()
+	if w.Storage != nil {
+		// Where a container sees it; the local and vm targets, whose
+		// processes share one file system, name a directory per instance
+		// instead.
+		env[EnvData] = w.Storage.Path
+	}
+	if len(w.Leases) > 0 {
+		pairs := make([]string, len(w.Leases))
+		for i, l := range w.Leases {
+			pairs[i] = l.Name + "=" + l.Duration.D().String()
+		}
+		env[EnvLeases] = strings.Join(pairs, ",")
+	}
 	return env
 }
 
@@ -126,22 +166,22 @@ func Build(app *spec.App) (*Topology, error) {
 	if err := app.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Topology{App: app.Name}
+	t := &Topology{App: app.Name, Spec: app}
 	for i := range app.Services {
 		s := &app.Services[i]
 		if job := s.Batch(); job != nil {
 			t.Jobs = append(t.Jobs, Workload{Service: s.Name, Role: RoleJob, Replicas: job.Completions, Unit: "job", Env: s.Env, Job: job, Cron: s.Cron})
 			continue
 		}
-		backend := Workload{Service: s.Name, Replicas: s.Backends(), Env: s.Env}
+		backend := Workload{Service: s.Name, Replicas: s.Backends(), Env: s.Env, Leases: s.Leases}
 		front := Workload{Service: s.Name, Replicas: 1, Entry: true, Role: RoleRouter, Unit: "router", Env: s.Env}
 		switch s.Pattern() {
 		case "simple", "spread":
 			backend.Role, backend.Unit = RoleReplica, "replica"
 		case "shard":
-			backend.Role, backend.Unit, backend.Stable = RoleLeaf, "shard", true
+			backend.Role, backend.Unit, backend.Stable, backend.Storage = RoleLeaf, "shard", true, s.Storage
 		case "scatter":
-			backend.Role, backend.Unit, backend.Stable = RoleLeaf, "leaf", true
+			backend.Role, backend.Unit, backend.Stable, backend.Storage = RoleLeaf, "leaf", true, s.Storage
 			front.Role, front.Unit = RoleRoot, "root"
 		default:
 			return nil, fmt.Errorf("service %q: unknown pattern %q", s.Name, s.Pattern())
@@ -174,4 +214,26 @@ func (t *Topology) NoJobs(target string) error {
 		kind = "cron job"
 	}
 	return fmt.Errorf("service %q is a %s, which the %s target does not run yet: the local and kubernetes targets run it", w.Service, kind, target)
+}
+
+// NoStorage is nil when no service of t keeps storage, else an error
+// naming the first, for a target that gives instances no volumes.
+func (t *Topology) NoStorage(target string) error {
+	for _, w := range t.Workloads {
+		if w.Storage != nil {
+			return fmt.Errorf("service %q keeps storage, which the %s target does not give yet: the local, docker, kubernetes and vm targets do", w.Service, target)
+		}
+	}
+	return nil
+}
+
+// NoLeases is nil when no service of t takes a lease, else an error naming
+// the first, for a target that holds no leases.
+func (t *Topology) NoLeases(target string) error {
+	for _, w := range t.Workloads {
+		if len(w.Leases) > 0 {
+			return fmt.Errorf("service %q takes the lease %q, which the %s target does not hold yet: the local and kubernetes targets do", w.Service, w.Leases[0].Name, target)
+		}
+	}
+	return nil
 }

@@ -44,3 +44,37 @@ func TestBuildListsJobsApartFromServingWorkloads(t *testing.T) {
 		t.Errorf("NoJobs(docker) = %v, want %q", err, want)
 	}
 }
+
+func TestLeasesAndStorageGoToTheBackendsOnlyAndTargetsWithoutThemRefuseThem(t *testing.T) {
+	app := &spec.App{Name: "kv", Services: []spec.Service{
+		{Name: "kv", Shard: &spec.Shard{Shards: 3, Key: spec.Key{PathSegment: 2}}, Leases: []spec.Lease{{Name: "compactor"}, {Name: "rebuild", Duration: spec.Duration(5e9)}}},
+	}}
+	app.SetDefaults()
+	topo, err := Build(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, router := topo.Workload("kv-shard"), topo.Workload("kv-router")
+	if got, want := shards.RoleEnv(1, nil, ByName(app))[EnvLeases], "compactor=15s,rebuild=5s"; got != want {
+		t.Errorf("the shards' %s = %q, want %q", EnvLeases, got, want)
+	}
+	if got, ok := router.RoleEnv(0, nil, ByName(app))[EnvLeases]; ok {
+		t.Errorf("the router's %s = %q, want it unset: routers take no lease", EnvLeases, got)
+	}
+	want := `service "kv" takes the lease "compactor", which the vm target does not hold yet: the local and kubernetes targets do`
+	if err := topo.NoLeases("vm"); err == nil || err.Error() != want {
+		t.Errorf("NoLeases(vm) = %v, want %q", err, want)
+	}
+	app.Services[0].Leases, app.Services[0].Storage = nil, &spec.Storage{Size: "1Gi"}
+	app.SetDefaults()
+	if topo, err = Build(app); err != nil {
+		t.Fatal(err)
+	}
+	if got := topo.Workload("kv-shard").RoleEnv(0, nil, ByName(app))[EnvData]; got != "/data" {
+		t.Errorf("the shards' %s = %q, want the storage's path /data", EnvData, got)
+	}
+	want = `service "kv" keeps storage, which the kubevirt target does not give yet: the local, docker, kubernetes and vm targets do`
+	if err := topo.NoStorage("kubevirt"); err == nil || err.Error() != want {
+		t.Errorf("NoStorage(kubevirt) = %v, want %q", err, want)
+	}
+}

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,6 +31,7 @@ type Conn struct {
 	caller string // file:line of the Dial call, for errors
 	base   atomic.Pointer[string]
 	client *http.Client
+	calls  atomic.Int64 // requests sent, for patterns.PathCalls
 }
 
 // newConnTransport is what an App's Conns share: connections to a service
@@ -47,7 +49,8 @@ func (a *App) Dial(name string) *Conn {
 	if a.transport == nil {
 		a.transport = newConnTransport()
 	}
-	c := &Conn{name: name, client: &http.Client{Transport: a.transport}}
+	c := &Conn{name: name}
+	c.client = &http.Client{Transport: counted{a.transport, &c.calls}}
 	if _, file, line, ok := runtime.Caller(1); ok {
 		c.caller = fmt.Sprintf("%s:%d", filepath.Base(file), line)
 	}
@@ -117,3 +120,34 @@ func (c *Conn) Get(ctx context.Context, path string) (*http.Response, error) {
 
 // Client is the HTTP client Do uses, for code that wants one.
 func (c *Conn) Client() *http.Client { return c.client }
+
+// counted counts the requests it sends: an atomic add, so that the calls
+// between services can be drawn without asking every request for more.
+type counted struct {
+	next http.RoundTripper
+	n    *atomic.Int64
+}
+
+func (t counted) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.next.RoundTrip(r)
+}
+
+// withCalls answers patterns.PathCalls with the requests each Conn has
+// sent, and passes every other request to h.
+func (a *App) withCalls(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != patterns.PathCalls {
+			h.ServeHTTP(w, r)
+			return
+		}
+		calls := map[string]int64{}
+		for _, c := range a.conns {
+			if n := c.calls.Load(); n > 0 {
+				calls[c.name] += n
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(calls)
+	})
+}

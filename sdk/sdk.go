@@ -17,7 +17,10 @@
 //
 // Started by a developer (go run .), the program is the driver: it brings up
 // every service's whole topology on this machine and prints where each
-// serves. Started by a deployer with KILN_ROLE set, it serves that one role
+// serves (--port N or KILN_PORT sets the first entry's port), then serves
+// its dashboard (see package dashboard) and prints where: --dashboard-port
+// N or KILN_DASHBOARD_PORT sets its port, --no-dashboard or
+// KILN_NO_DASHBOARD=1 turns it off. Started by a deployer with KILN_ROLE set, it serves that one role
 // of the service KILN_SERVICE names. With KILN_ROLE=describe it prints its
 // spec as JSON.
 package sdk
@@ -55,6 +58,7 @@ type config struct {
 	keyFunc    patterns.KeyFunc
 	gatherName string
 	gather     patterns.GatherFunc
+	leaders    []leader
 }
 
 // AppName names the app; it defaults to the service's name.
@@ -97,16 +101,36 @@ func GatherResponses(name string, fn patterns.GatherFunc) Option {
 
 // Instance says which process of the topology this is.
 type Instance struct {
-	Role    string // "router", "root", "leaf", "replica", "job"; "" in the driver
+	// Role is "router", "root", "leaf", "replica" or "job"; "" in the
+	// driver, and "probe" when the binary runs as a health check
+	// (--kiln-probe, on targets without HTTP probes), which serves
+	// nothing: main's code runs in every one of these, so code that holds
+	// anything (a database file, a lock) checks the role first.
+	Role    string
 	Service string
 	Index   int // shard, leaf or replica index; a job run's completion index
 	Count   int // how many shards, leaves or replicas there are; a job's completions
+	// Data is the directory of this instance's own storage, which it
+	// keeps across restarts and redeploys (spec.Storage); "" when its
+	// service declares none.
+	Data string
+}
+
+// Owns says whether key belongs to this shard: the router of a shard
+// service whose key rule yields key sends it here. After the shard count
+// changed, a shard hands the keys it no longer owns over to their new
+// shard (examples/kvstore shows how).
+func (in Instance) Owns(key string) bool {
+	return patterns.ShardOf(key, in.Count) == in.Index
 }
 
 // Self describes this process. A leaf uses it to know which part of the data
 // it holds. In the driver it reports index 0 of 1.
 func Self() Instance {
-	in := Instance{Role: os.Getenv(patterns.EnvRole), Service: os.Getenv(patterns.EnvService), Count: 1}
+	in := Instance{Role: os.Getenv(patterns.EnvRole), Service: os.Getenv(patterns.EnvService), Count: 1, Data: os.Getenv(patterns.EnvData)}
+	if len(os.Args) == 3 && os.Args[1] == patterns.ProbeArg {
+		in.Role = "probe" // the container's environment, but not its role
+	}
 	if i, err := strconv.Atoi(cmp.Or(os.Getenv(patterns.EnvIndex), os.Getenv(EnvCompletionIndex))); err == nil {
 		in.Index = i
 	}
@@ -252,6 +276,7 @@ func (a *App) spec() (*spec.App, error) {
 		if c.gather != nil && svc.Scatter != nil && svc.Scatter.Gather == "" {
 			svc.Scatter.Gather = c.gatherName
 		}
+		declareLeases(&svc, &c)
 		if err := s.declared(); err != nil {
 			return nil, err
 		}
@@ -290,7 +315,7 @@ func (a *App) serveRole(ctx context.Context, app *spec.App, role patterns.Role) 
 	var err error
 	switch role {
 	case patterns.RoleLeaf, patterns.RoleReplica:
-		h = patterns.Leaf(s.handler)
+		h = patterns.Leaf(a.withCalls(s.handler))
 	case patterns.RoleRouter, patterns.RoleRoot:
 		peers, perr := parsePeers(os.Getenv(patterns.EnvPeers))
 		if perr != nil {
@@ -308,7 +333,15 @@ func (a *App) serveRole(ctx context.Context, app *spec.App, role patterns.Role) 
 	if err != nil {
 		return err
 	}
-	ln, err := listener(svc)
+	if w, ok := h.(patterns.Warmer); ok && os.Getenv(patterns.EnvWarm) != "0" {
+		// Before it says it serves, so that a router replacing another
+		// (kiln dev's rolls, a new pod) takes its first requests with
+		// connections open; bounded, since a backend may not be up yet.
+		wctx, cancel := context.WithTimeout(ctx, warmTimeout)
+		w.Warm(wctx)
+		cancel()
+	}
+	ln, err := listener(svc, role == patterns.RoleRouter)
 	if err != nil {
 		return err
 	}
@@ -321,8 +354,19 @@ func (a *App) serveRole(ctx context.Context, app *spec.App, role patterns.Role) 
 	if err := announceReady(); err != nil {
 		return err
 	}
+	if role == patterns.RoleLeaf || role == patterns.RoleReplica {
+		// Leaders stop with the process, and give their leases up before
+		// it exits, so that another takes over at once.
+		lctx, stop := context.WithCancel(ctx)
+		defer lead(lctx, s.cfg.leaders, log)()
+		defer stop()
+	}
 	return patterns.Serve(ctx, ln, h, patterns.DefaultGrace)
 }
+
+// warmTimeout bounds a router's or root's dials to its backends before it
+// serves.
+const warmTimeout = 2 * time.Second
 
 // announceReady writes a line to the pipe KILN_READY_FD names, if any.
 func announceReady() error {
@@ -377,7 +421,13 @@ func parsePeers(s string) ([]*url.URL, error) {
 
 // listener is the socket a deployer handed down, the one the pod's holder
 // keeps, or a new one on KILN_ADDR or the service's port.
-func listener(svc *spec.Service) (net.Listener, error) {
+//
+// A router's new socket sends its clients no TCP keep-alive probes, as
+// nginx sends none by default: its lane closes idle connections itself,
+// and turning the probes on costs four setsockopt calls per accepted
+// connection, a fifth of its system calls when each request comes on a
+// connection of its own. (A socket handed down keeps Go's default.)
+func listener(svc *spec.Service, router bool) (net.Listener, error) {
 	if fd := os.Getenv(patterns.EnvListenFD); fd != "" {
 		n, err := strconv.Atoi(fd)
 		if err != nil {
@@ -398,5 +448,9 @@ func listener(svc *spec.Service) (net.Listener, error) {
 	if addr == "" {
 		addr = ":" + strconv.Itoa(svc.HandlerPort())
 	}
-	return net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	if router {
+		lc.KeepAlive = -1
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
 }

@@ -45,17 +45,7 @@ func TestBatchFieldsAreValidatedOnePathEach(t *testing.T) {
 		{"job and cron", Service{Name: "both", Job: &Job{}, Cron: &Cron{Schedule: "@daily"}},
 			`services[both]: sets job and cron; a service follows exactly one pattern`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			app := &App{Services: []Service{tc.svc}}
-			app.SetDefaults()
-			got := ""
-			if err := app.Validate(); err != nil {
-				got = err.Error()
-			}
-			if got != tc.want {
-				t.Errorf("Validate() = %q, want %q", got, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkValidate(t, tc.svc, tc.want) })
 	}
 }
 

@@ -8,6 +8,7 @@ package spec
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -30,6 +31,16 @@ type Service struct {
 	// Public asks targets that can to expose the entry point outside the
 	// cluster (a LoadBalancer Service on Kubernetes).
 	Public bool `json:"public,omitempty"`
+	// Routers is how many routers (a scatter service's roots) a cluster
+	// runs in front of a shard, scatter or spread service, so that losing
+	// one loses no request; 0 means DefaultRouters. A target on one
+	// machine (local, docker, vm) runs one, which it restarts.
+	Routers int `json:"routers,omitempty"`
+	// Egress are the address blocks outside the app (CIDRs, such as
+	// "10.20.0.0/16" or "0.0.0.0/0" for anywhere) that the service's
+	// programs reach. A cluster's network policies let its pods reach DNS,
+	// the app's other services and these, and nothing else.
+	Egress []string `json:"egress,omitempty"`
 
 	Simple  *Simple  `json:"simple,omitempty"`
 	Shard   *Shard   `json:"shard,omitempty"`
@@ -45,6 +56,13 @@ type Service struct {
 	Volumes   []Volume          `json:"volumes,omitempty"`
 	Probes    *Probes           `json:"probes,omitempty"`
 	Autoscale *Autoscale        `json:"autoscale,omitempty"`
+	// Leases are the named leases the service's processes take with
+	// sdk.Lead and sdk.Lock. Only serving services have them; the
+	// processes that take them are its replicas, shards or leaves.
+	Leases []Lease `json:"leases,omitempty"`
+	// Storage gives each shard or leaf a volume of its own that outlives
+	// its process: instance i always gets volume i.
+	Storage *Storage `json:"storage,omitempty"`
 }
 
 // DefaultPort is the handler port when a service does not name one.
@@ -178,6 +196,65 @@ type Cron struct {
 	Job Job `json:"job"`
 }
 
+// Lease is a lock among the processes of one service: at most one holds
+// it at a time, and each acquisition carries a fencing token larger than
+// every earlier one. The holder renews it while it runs; one that crashes
+// or hangs loses it once Duration has passed without a renewal.
+type Lease struct {
+	// Name is the lease's name within its service, a DNS label.
+	Name string `json:"name"`
+	// Duration is how long a holder keeps the lease without renewing it:
+	// the longest a crashed holder keeps the others waiting. A whole
+	// number of seconds, 2s to 1h; SetDefaults makes 0 15s, client-go's
+	// default for leader election.
+	Duration Duration `json:"duration"`
+}
+
+// Storage is a volume per instance of a shard or scatter service. The
+// program finds its own as sdk.Self().Data (KILN_DATA), on every target.
+type Storage struct {
+	// Size is each volume's capacity in Kubernetes notation ("1Gi").
+	// Required: Kubernetes needs it for a claim, and the microVM target
+	// for its disk.
+	Size string `json:"size"`
+	// Path is where the program's container sees its volume; SetDefaults
+	// makes "" /data. The local target gives each process a directory of
+	// its own instead, and the vm target, whose instances share one guest,
+	// mounts each one's disk at Path/SERVICE/INSTANCE; KILN_DATA names it.
+	Path string `json:"path"`
+	// Class is the Kubernetes storage class; "" means the cluster's
+	// default.
+	Class string `json:"class,omitempty"`
+	// OnDelete and OnScaleDown say what becomes of the volumes on
+	// Kubernetes when the service is removed or loses instances:
+	// "retain" or "delete". SetDefaults makes "" retain: data is only
+	// deleted when asked.
+	OnDelete    string `json:"on_delete"`
+	OnScaleDown string `json:"on_scale_down"`
+}
+
+// What becomes of volumes on Kubernetes (Storage.OnDelete, OnScaleDown).
+const (
+	StorageRetain = "retain"
+	StorageDelete = "delete"
+)
+
+// DefaultStoragePath is Storage.Path when it sets none.
+const DefaultStoragePath = "/data"
+
+// DefaultLeaseDuration is a Lease's Duration when it sets none.
+const DefaultLeaseDuration = Duration(15 * time.Second)
+
+// Lease returns the service's lease called name, or nil.
+func (s *Service) Lease(name string) *Lease {
+	for i := range s.Leases {
+		if s.Leases[i].Name == name {
+			return &s.Leases[i]
+		}
+	}
+	return nil
+}
+
 // Resources are CPU and memory quantities in Kubernetes notation.
 type Resources struct {
 	Requests Quantities `json:"requests,omitzero"`
@@ -303,6 +380,26 @@ func (s *Service) Backends() int {
 		return s.Spread.Replicas
 	}
 	return 0
+}
+
+// DefaultRouters is how many routers a cluster runs when Routers is 0:
+// two, so a router's restart or its node's drain is not an outage.
+const DefaultRouters = 2
+
+// RouterReplicas is how many routers a cluster runs in front of s: Routers,
+// DefaultRouters when unset, or 0 when s has no router (a simple service,
+// whose Service balances itself; a job; a shard whose router runs in its
+// ambassador's pods).
+func (s *Service) RouterReplicas() int {
+	if !s.HasRouter() {
+		return 0
+	}
+	return cmp.Or(s.Routers, DefaultRouters)
+}
+
+// HasRouter reports whether a workload of its own forwards to s's backends.
+func (s *Service) HasRouter() bool {
+	return s.Scatter != nil || s.Spread != nil || (s.Shard != nil && s.Shard.Ambassador == "")
 }
 
 // HandlerPort is Port, or DefaultPort when unset.

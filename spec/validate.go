@@ -1,8 +1,10 @@
 package spec
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -36,6 +38,10 @@ func (es Errors) Err() error {
 	}
 	return es
 }
+
+// MaxRouters bounds Routers: past a few, more routers add connections to
+// every backend and no availability.
+const MaxRouters = 16
 
 // Default values filled in by SetDefaults.
 const (
@@ -73,6 +79,16 @@ func (a *App) SetDefaults() {
 		if s.Cron != nil {
 			s.Cron.Job.setDefaults()
 		}
+		if st := s.Storage; st != nil {
+			st.Path = cmp.Or(st.Path, DefaultStoragePath)
+			st.OnDelete = cmp.Or(st.OnDelete, StorageRetain)
+			st.OnScaleDown = cmp.Or(st.OnScaleDown, StorageRetain)
+		}
+		for j := range s.Leases {
+			if s.Leases[j].Duration == 0 {
+				s.Leases[j].Duration = DefaultLeaseDuration
+			}
+		}
 	}
 	if a.Name == "" && len(a.Services) > 0 {
 		a.Name = a.Services[0].Name
@@ -87,6 +103,9 @@ func (j *Job) setDefaults() {
 		j.Parallelism = 1
 	}
 }
+
+// dnsSubdomain is RFC 1123's subdomain: dot-separated labels.
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // dnsLabel is RFC 1123: every target can use the name in a host name.
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -164,6 +183,23 @@ func (s *Service) validate(v *validator, p Path) {
 	if s.Port != 0 {
 		v.port(p.Dot("port"), s.Port)
 	}
+	if s.Routers != 0 {
+		switch {
+		case s.Pattern() != "" && !s.HasRouter():
+			v.addf(p.Dot("routers"), "a %s service has no router of its own; remove routers", s.Pattern())
+		case s.Routers < 1 || s.Routers > MaxRouters:
+			v.addf(p.Dot("routers"), "must be in 1–%d, got %d", MaxRouters, s.Routers)
+		}
+	}
+	for i, cidr := range s.Egress {
+		pfx, err := netip.ParsePrefix(cidr)
+		switch {
+		case err != nil:
+			v.addf(p.Dot("egress").Index(i), "%q is not an address block like \"10.0.0.0/8\", or \"0.0.0.0/0\" for anywhere", cidr)
+		case pfx.Masked() != pfx:
+			v.addf(p.Dot("egress").Index(i), "%q has host bits set; write %q", cidr, pfx.Masked().String())
+		}
+	}
 	set := []string{}
 	if s.Simple != nil {
 		set = append(set, "simple")
@@ -240,6 +276,46 @@ func (s *Service) validate(v *validator, p Path) {
 	for i := range s.Init {
 		s.Init[i].validate(v, p.Dot("init").Index(i), vols, names)
 	}
+	if st := s.Storage; st != nil {
+		sp := p.Dot("storage")
+		if s.Shard == nil && s.Scatter == nil {
+			v.addf(sp, "only a shard or scatter service has storage: its instances have lasting identities, so instance i can always find volume i; a %s service's do not", cmp.Or(s.Pattern(), "patternless"))
+		}
+		switch {
+		case st.Size == "":
+			v.addf(sp.Dot("size"), "must be set, like \"1Gi\"")
+		case !quantity.MatchString(st.Size) || strings.HasSuffix(st.Size, "m"):
+			v.addf(sp.Dot("size"), "%q is not a size like \"512Mi\" or \"1Gi\"", st.Size)
+		}
+		if !strings.HasPrefix(st.Path, "/") || st.Path == "/" {
+			v.addf(sp.Dot("path"), "must be an absolute path other than /, got %q", st.Path)
+		}
+		for _, vol := range s.Volumes {
+			if vol.Path != "" && vol.Path == st.Path {
+				v.addf(sp.Dot("path"), "%q is also the path of volume %q; give the storage a path of its own", st.Path, vol.Name)
+			}
+		}
+		if st.Class != "" && (len(st.Class) > 253 || !dnsSubdomain.MatchString(st.Class)) {
+			v.addf(sp.Dot("class"), "%q is not a storage class name", st.Class)
+		}
+		v.oneOf(sp.Dot("on_delete"), st.OnDelete, StorageRetain, StorageDelete)
+		v.oneOf(sp.Dot("on_scale_down"), st.OnScaleDown, StorageRetain, StorageDelete)
+	}
+	leases := map[string]bool{}
+	for i, l := range s.Leases {
+		lp := p.Dot("leases").Index(i)
+		v.name(lp.Dot("name"), l.Name)
+		if leases[l.Name] && l.Name != "" {
+			v.addf(lp.Dot("name"), "%q is used by an earlier lease of this service; lease names must be unique", l.Name)
+		}
+		leases[l.Name] = true
+		switch d := l.Duration.D(); {
+		case d < 2*time.Second || d > time.Hour:
+			v.addf(lp.Dot("duration"), "must be 2s to 1h, got %s", d)
+		case d%time.Second != 0:
+			v.addf(lp.Dot("duration"), "must be a whole number of seconds (Kubernetes counts a Lease in seconds), got %s", d)
+		}
+	}
 	if pr := s.Probes; pr != nil {
 		for _, np := range []struct {
 			name  string
@@ -302,6 +378,9 @@ func (s *Service) validateBatch(v *validator, p Path) {
 	}
 	if s.Autoscale != nil {
 		v.addf(p.Dot("autoscale"), "a %s service has no replicas to scale; set its parallelism instead", s.Pattern())
+	}
+	if len(s.Leases) > 0 {
+		v.addf(p.Dot("leases"), "a %s service's runs do not elect: leases belong to the replicas, shards or leaves of a serving service", s.Pattern())
 	}
 	if len(s.Sidecars) > 0 {
 		v.addf(p.Dot("sidecars"), "a sidecar would keep each run of a %s service from completing; use init containers", s.Pattern())

@@ -8,9 +8,11 @@
 // initramfs as a reproducible newc cpio, and records the kernel command line
 // and a JSON manifest. Boot and Run start the image under QEMU, with KVM when
 // a probe boot shows it works and software emulation (TCG) otherwise; the
-// whole topology runs in one VM, under the init. Shutdown stops it the way
-// Ctrl-C stops the local target. Package kubevirt renders the same image
-// for KubeVirt.
+// whole topology runs in one VM, under the init. Each instance that keeps
+// storage gets a disk of its own, an ext4 image in the app's state
+// directory that Boot makes once and attaches at every boot (disk.go).
+// Shutdown stops it the way Ctrl-C stops the local target. Package
+// kubevirt renders the same image for KubeVirt.
 package unikernel
 
 import (
@@ -25,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/kiln-dev/kiln/builder"
@@ -76,7 +79,8 @@ type Options struct {
 	Out string
 	// Kernel and Modules pick the kernel; empty finds Debian's cloud kernel.
 	Kernel, Modules string
-	// Modules to load at boot, by name; nil means DefaultModules.
+	// Modules to load at boot, by name; nil means DefaultModules. An app
+	// that keeps storage gets StorageModules too.
 	LoadModules []string
 	// App is the program's spec when the caller already has it; nil asks
 	// the program (KILN_ROLE=describe).
@@ -104,6 +108,9 @@ type Image struct {
 	// Entries are the guest ports of each service's entry point, in spec
 	// order.
 	Entries []Entry `json:"entries"`
+	// Disks are the instances that keep storage, each of which Boot gives
+	// a disk of its own, in this order.
+	Disks []Disk `json:"disks,omitempty"`
 	// Sizes and digests of the files.
 	Files map[string]FileInfo `json:"files"`
 	// App is the program's spec.
@@ -145,14 +152,6 @@ func Build(ctx context.Context, o Options) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := o.LoadModules
-	if names == nil {
-		names = DefaultModules
-	}
-	mods, err := k.ModuleFiles(names)
-	if err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
 	}
@@ -166,9 +165,29 @@ func Build(ctx context.Context, o Options) (*Image, error) {
 			return nil, err
 		}
 	}
-	if t, err := patterns.Build(app); err != nil {
+	t, err := patterns.Build(app)
+	if err != nil {
 		return nil, err
-	} else if err := t.NoJobs("vm"); err != nil {
+	}
+	if err := t.NoJobs("vm"); err != nil {
+		return nil, err
+	}
+	if err := t.NoLeases("vm"); err != nil {
+		return nil, err
+	}
+	disks, err := disks(t)
+	if err != nil {
+		return nil, err
+	}
+	names := o.LoadModules
+	if names == nil {
+		names = DefaultModules
+	}
+	if len(disks) > 0 {
+		names = append(slices.Clip(names), StorageModules...)
+	}
+	mods, err := k.ModuleFiles(names)
+	if err != nil {
 		return nil, err
 	}
 	appJSON, err := app.MarshalStable()
@@ -203,7 +222,7 @@ func Build(ctx context.Context, o Options) (*Image, error) {
 
 	im := &Image{
 		Dir: o.Out, Kernel: kernelFileName, Initrd: initrdFileName,
-		KernelRelease: k.Release, HZ: k.HZ, Modules: list, App: app,
+		KernelRelease: k.Release, HZ: k.HZ, Modules: list, App: app, Disks: disks,
 		Files: map[string]FileInfo{},
 	}
 	for i, s := range app.Services {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/internal/child"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/unikernel/vminit"
@@ -65,6 +66,11 @@ type BootOptions struct {
 	ExtraArgs []string
 	// ConsoleOutput, when set, receives the console as it is written.
 	ConsoleOutput io.Writer
+	// StateDir is the app's state directory, which keeps the disk of each
+	// instance that keeps storage (data/SERVICE/INSTANCE.img, see
+	// DiskPath) from one boot to the next; "" means the local target's,
+	// local.StateDir(app).
+	StateDir string
 }
 
 // VM is a running microVM.
@@ -161,7 +167,15 @@ func Boot(ctx context.Context, im *Image, o BootOptions) (*VM, error) {
 	fwd = append(fwd, fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", ctl, ControlGuestPort))
 	vm.control = fmt.Sprintf("http://127.0.0.1:%d%s", ctl, vminit.StopPath)
 	extra := append([]string{fmt.Sprintf("%s=%d", vminit.ArgCtl, ControlGuestPort)}, o.ExtraArgs...)
-	args := qemuArgs(im, o.Machine, accel, o.Memory, o.CPUs, o.Console, fwd, extra)
+	state := o.StateDir
+	if state == "" && im.App != nil {
+		state = local.StateDir(im.App.Name)
+	}
+	disks, err := prepareDisks(ctx, im, state, o.Machine)
+	if err != nil {
+		return nil, err
+	}
+	args := qemuArgs(im, o.Machine, accel, o.Memory, o.CPUs, o.Console, fwd, extra, disks)
 	os.Remove(o.Console)
 	vm.cmd = exec.Command(qemu, args...)
 	var stderr strings.Builder
@@ -200,8 +214,9 @@ func defaultCPUs(accel string) int {
 	return 2
 }
 
-// qemuArgs is QEMU's command line for the image.
-func qemuArgs(im *Image, machine, accel string, mem, cpus int, console string, fwd, extra []string) []string {
+// qemuArgs is QEMU's command line for the image, with the disk images
+// disks (one per Disk of the image, in order) attached.
+func qemuArgs(im *Image, machine, accel string, mem, cpus int, console string, fwd, extra, disks []string) []string {
 	cmdline := []string{im.Cmdline}
 	cpu := "max"
 	if accel == AccelKVM {
@@ -219,6 +234,10 @@ func qemuArgs(im *Image, machine, accel string, mem, cpus int, console string, f
 	if machine == MachineMicroVM {
 		cmdline = append(cmdline, "pci=off") // it has no PCI bus to look for
 	}
+	drives, disksArg := diskArgs(im, machine, disks)
+	if disksArg != "" {
+		cmdline = append(cmdline, disksArg)
+	}
 	cmdline = append(cmdline, extra...)
 	netdev := "user,id=n0"
 	if len(fwd) > 0 {
@@ -234,7 +253,7 @@ func qemuArgs(im *Image, machine, accel string, mem, cpus int, console string, f
 		m, nic, rng = "pc", "virtio-net-pci,netdev=n0", "virtio-rng-pci"
 		kernel = im.KernelPath()
 	}
-	return []string{
+	return append([]string{
 		"-M", m, "-accel", accel, "-cpu", cpu,
 		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -242,7 +261,7 @@ func qemuArgs(im *Image, machine, accel string, mem, cpus int, console string, f
 		"-kernel", kernel, "-initrd", im.InitrdPath(),
 		"-append", strings.Join(cmdline, " "),
 		"-netdev", netdev, "-device", nic, "-device", rng,
-	}
+	}, drives...)
 }
 
 // hostTSCkHz reads the host's TSC rate from /proc/cpuinfo ("cpu MHz"); 0
@@ -521,7 +540,7 @@ func ProbeKVM(ctx context.Context, qemu string, im *Image, machine string, timeo
 	}
 	defer os.RemoveAll(dir)
 	console := filepath.Join(dir, "console.log")
-	args := qemuArgs(im, machine, AccelKVM, 128, 1, console, nil, []string{vminit.ArgProbe})
+	args := qemuArgs(im, machine, AccelKVM, 128, 1, console, nil, []string{vminit.ArgProbe}, nil)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)

@@ -201,8 +201,15 @@ func bootOn(t *testing.T, example, machine string) *VM {
 	t.Helper()
 	requireKernel(t)
 	requireQEMU(t)
-	im := image(t, example)
-	o := BootOptions{Machine: machine, Console: filepath.Join(t.TempDir(), "console.log")}
+	return bootImage(t, image(t, example), BootOptions{Machine: machine})
+}
+
+// bootImage boots im with o, its console in a file of the test's own, and
+// stops it when the test ends.
+func bootImage(t *testing.T, im *Image, o BootOptions) *VM {
+	t.Helper()
+	example := im.App.Name
+	o.Console = filepath.Join(t.TempDir(), "console.log")
 	vm, err := Boot(context.Background(), im, o)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +221,7 @@ func bootOn(t *testing.T, example, machine string) *VM {
 			t.Logf("console:\n%s", b)
 		}
 	})
-	t.Logf("%s booted on %s under %s in %s", example, machine, vm.Accel, time.Since(vm.Started).Round(time.Millisecond))
+	t.Logf("%s booted on %s under %s in %s", example, vm.Machine, vm.Accel, time.Since(vm.Started).Round(time.Millisecond))
 	return vm
 }
 
@@ -307,7 +314,7 @@ func TestProgramExitPowersOff(t *testing.T) {
 	im := image(t, "hello")
 	qemu, _ := FindQEMU()
 	console := filepath.Join(t.TempDir(), "console.log")
-	args := qemuArgs(im, MachineMicroVM, AccelTCG, 256, 1, console, nil, []string{"kiln.env=KILN_ROLE=nonsense,KILN_SERVICE=hello"})
+	args := qemuArgs(im, MachineMicroVM, AccelTCG, 256, 1, console, nil, []string{"kiln.env=KILN_ROLE=nonsense,KILN_SERVICE=hello"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, qemu, args...).CombinedOutput()

@@ -18,7 +18,7 @@ import (
 // program prints of itself.
 func TestAnnotatedTwinDescribesLikeItsSDKForm(t *testing.T) {
 	run := kiln(t)
-	for _, name := range []string{"hello", "kv", "search", "spread", "shop", "report"} {
+	for _, name := range []string{"hello", "kv", "search", "spread", "shop", "report", "compactor", "kvstore"} {
 		t.Run(name, func(t *testing.T) {
 			program := programSpec(t, "./examples/"+name)
 			twin, err := run("describe", "./examples/annotated/"+name).Output()

@@ -62,7 +62,42 @@ func TestDeployOfAJobWaitsForItToComplete(t *testing.T) {
 		}
 	}
 	out, err = run("down", "--app", "batch", "--kubeconfig", kc, "-n", ns).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "kiln: batch is down (2 objects deleted)") {
+	if err != nil || !strings.Contains(string(out), "kiln: batch is down (3 objects deleted)") {
 		t.Fatalf("down: %v\n%s", err, out)
+	}
+}
+
+func TestDockerTargetRefusesAServiceThatTakesALease(t *testing.T) {
+	run := kiln(t)
+	out, err := run("run", "--target", "docker", "./examples/compactor").CombinedOutput()
+	if want := `service "compactor" takes the lease "compactor", which the docker target does not hold yet`; err == nil || !strings.Contains(string(out), want) {
+		t.Fatalf("kiln run --target docker of the compactor = %v:\n%s\nwant it refused with %q", err, out, want)
+	}
+}
+
+func TestDownLocalDeletesTheStorageOnlyWhenConfirmed(t *testing.T) {
+	run := kiln(t)
+	state := t.TempDir()
+	shard := filepath.Join(state, "data", "kvstore", "shard-0")
+	if err := os.MkdirAll(shard, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The same instance's disk on the vm target: still one instance.
+	if err := os.WriteFile(shard+".img", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("down", "--target", "local", "--delete-data", "--app", "kvstore", "--state-dir", state).CombinedOutput()
+	if want := "needs a confirmation: run it on a terminal, or add --yes"; err == nil || !strings.Contains(string(out), want) {
+		t.Fatalf("kiln down --delete-data with no terminal = %v:\n%s\nwant it refused with %q", err, out, want)
+	}
+	if _, err := os.Stat(shard); err != nil {
+		t.Fatalf("the refused down deleted the data: %v", err)
+	}
+	out, err = run("down", "--target", "local", "--delete-data", "--yes", "--app", "kvstore", "--state-dir", state).CombinedOutput()
+	if want := "kiln: deleted the data of kvstore's 1 instances under " + state; err != nil || !strings.Contains(string(out), want) {
+		t.Fatalf("kiln down --delete-data --yes = %v:\n%s\nwant %q", err, out, want)
+	}
+	if _, err := os.Stat(filepath.Join(state, "data")); !os.IsNotExist(err) {
+		t.Errorf("after down --delete-data --yes, %s/data: %v, want it gone", state, err)
 	}
 }

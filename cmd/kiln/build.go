@@ -102,6 +102,7 @@ binaries and layer digests are cached in $KILN_CACHE (default
 					Created:      created,
 					Compression:  compression,
 					CacheDir:     os.Getenv("KILN_CACHE"),
+					Tags:         p.tags(pr.app),
 					Progress:     stderr,
 				})
 				if err != nil {

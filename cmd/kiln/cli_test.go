@@ -165,7 +165,7 @@ func TestDeployAndDown(t *testing.T) {
 		t.Fatalf("second deploy changed something: %v\n%s", err, out)
 	}
 	out, err = run("down", "--app", "kv", "--kubeconfig", kc, "-n", ns).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "kiln: kv is down (6 objects deleted)") {
+	if err != nil || !strings.Contains(string(out), "kiln: kv is down (9 objects deleted)") {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
 

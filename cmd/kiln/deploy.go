@@ -9,6 +9,7 @@ import (
 	"github.com/kiln-dev/kiln/builder"
 	"github.com/kiln-dev/kiln/builder/publish"
 	"github.com/kiln-dev/kiln/deployer/kubernetes"
+	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/spec"
 	"github.com/spf13/cobra"
 )
@@ -139,22 +140,39 @@ longer has.`,
 
 func newDownCmd() *cobra.Command {
 	var (
-		co       kubernetes.ClientOptions
-		target   string
-		appArg   string
-		specFile string
+		co         kubernetes.ClientOptions
+		target     string
+		appArg     string
+		specFile   string
+		deleteData bool
+		yes        bool
+		stateDir   string
 	)
 	cmd := &cobra.Command{
 		Use:   "down [package | kiln.hcl]",
 		Short: "Delete everything of an app from a cluster and wait until it is gone",
 		Long: `down deletes every object kiln deployed for the app (found by its labels)
 and waits until they and their pods are gone. Name the app with --app, or give
-the main package or kiln.hcl to read its name from its spec.`,
+the main package or kiln.hcl to read its name from its spec.
+
+The storage of shards and leaves outlives down unless --delete-data is
+given: PersistentVolumeClaims (unless the storage's on_delete deletes them
+with the app) and Docker volumes are kept for the next deploy. With
+--target local or vm, down stops nothing (a local run or a VM stops on
+Ctrl-C): with --delete-data it deletes the storage kiln run, go run and kiln
+vm run keep for each instance in the app's state directory (the local
+target's directories and the vm target's disk images alike), after asking
+(--yes asks not).`,
 		Example: `  kiln down ./examples/kv
-  kiln down --app kv -n shop`,
+  kiln down --app kv -n shop
+  kiln down --target local --delete-data ./examples/kvstore`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkTarget(target); err != nil {
+			if target == "local" || target == "vm" {
+				if !deleteData {
+					return fmt.Errorf("--target %s: a local run or a VM stops on Ctrl-C; kiln down --target %s --delete-data deletes the storage it keeps", target, target)
+				}
+			} else if err := checkTarget(target); err != nil {
 				return err
 			}
 			name := appArg
@@ -166,8 +184,11 @@ the main package or kiln.hcl to read its name from its spec.`,
 				pr.close()
 				name = pr.app.Name
 			}
-			if target == "docker" {
-				return downDocker(cmd, name)
+			switch target {
+			case "local", "vm":
+				return downLocal(cmd, name, stateDir, yes)
+			case "docker":
+				return downDocker(cmd, name, deleteData)
 			}
 			c, err := kubernetes.Connect(co, cmd.ErrOrStderr())
 			if err != nil {
@@ -177,14 +198,30 @@ the main package or kiln.hcl to read its name from its spec.`,
 			if err != nil {
 				return err
 			}
+			if deleteData {
+				claims, err := c.DeleteData(cmd.Context(), name)
+				deleted = append(deleted, claims...)
+				if err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "kiln: %s is down (%d objects deleted)\n", name, len(deleted))
 			return nil
 		},
 	}
 	clusterFlags(cmd, &co, &target)
 	cmd.Flags().StringVar(&appArg, "app", "", "app name (default: read from the package's spec)")
+	cmd.Flags().BoolVar(&deleteData, "delete-data", false, "also delete the storage of the app's shards and leaves: its PersistentVolumeClaims, Docker volumes, or local directories and disk images")
+	cmd.Flags().BoolVar(&yes, "yes", false, "with --delete-data: do not ask first")
+	stateDirFlag(cmd, &stateDir)
 	specFlag(cmd, &specFile)
+	cmd.Flags().Lookup("target").Usage = "where the app runs: kubernetes, docker (the local Docker engine), or local or vm (with --delete-data: the storage kiln run keeps)"
 	return cmd
+}
+
+// stateDirFlag is where the local and vm targets keep an app's state.
+func stateDirFlag(cmd *cobra.Command, dir *string) {
+	cmd.Flags().StringVar(dir, "state-dir", "", "where the local and vm targets keep the app's storage (directories, disk images) and lease tokens (default: $"+local.EnvStateDir+", else kiln/apps/APP under the user's cache directory)")
 }
 
 // buildImages builds each program of pr for the host's platform and
@@ -204,7 +241,7 @@ func buildImages(cmd *cobra.Command, pr *project, kind publish.Kind, repo string
 	for _, p := range pr.programs {
 		res, err := builder.Build(cmd.Context(), p.pkg, builder.Options{
 			Dir: p.dir, Overlay: p.overlay, Backend: backend, Created: created, Compression: compression,
-			CacheDir: os.Getenv("KILN_CACHE"), Progress: cmd.ErrOrStderr(),
+			CacheDir: os.Getenv("KILN_CACHE"), Tags: p.tags(pr.app), Progress: cmd.ErrOrStderr(),
 		})
 		if err != nil {
 			return nil, err

@@ -23,7 +23,7 @@ import (
 // the bytes the program prints of itself.
 func TestDescriptorDescribesWhatTheProgramDeclares(t *testing.T) {
 	run := kiln(t)
-	for _, name := range []string{"hello", "kv", "search", "spread", "shop", "report"} {
+	for _, name := range []string{"hello", "kv", "search", "spread", "shop", "report", "compactor", "kvstore"} {
 		t.Run(name, func(t *testing.T) {
 			program := programSpec(t, "./examples/"+name)
 			descriptor, err := run("describe", "./examples/"+name+"/kiln.hcl").Output()

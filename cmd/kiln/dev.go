@@ -19,6 +19,7 @@ import (
 
 	"github.com/kiln-dev/kiln/builder"
 	"github.com/kiln-dev/kiln/builder/publish"
+	"github.com/kiln-dev/kiln/dashboard"
 	"github.com/kiln-dev/kiln/deployer/kubernetes"
 	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/dev"
@@ -29,6 +30,7 @@ func newDevCmd() *cobra.Command {
 	var port int
 	var target, repo string
 	var poll, debounce, timeout time.Duration
+	var board dashboard.Options
 	var co kubernetes.ClientOptions
 	cmd := &cobra.Command{
 		Use:   "dev [package | kiln.hcl]",
@@ -47,6 +49,10 @@ A build starts as soon as a file changes; one more change within
 build. A build that fails prints the compiler's errors and leaves the last
 good build serving; so does a new version that does not become ready in
 time. An app with jobs is refused: run it with kiln run.
+
+On the local target, dev serves the dashboard kiln run serves (see kiln
+run --help), from the first build that starts; it also lists each build
+with its phases and times, and shows the last compile error.
 
 Editors' scratch files (vim's 4913 and .swp, *~, emacs's .#*, JetBrains'
 ___jb_tmp___) and .git never trigger a build. Where the system's file
@@ -74,15 +80,21 @@ the last good build. Ctrl-C deletes the app from the cluster.`,
   kiln dev ./examples/annotated/search --poll 1s`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if port < 0 || port > 65535 {
-				return fmt.Errorf("--port %d: want a port number in 1–65535", port)
+			if err := checkPorts(port, board.Port); err != nil {
+				return err
 			}
 			s := &devSession{arg: pkgArg(args), vars: varsOf(cmd)}
+			var onBuild func(dev.Report)
 			switch target {
 			case "local":
 				l, err := newLocalDev(port, cmd.OutOrStdout())
 				if err != nil {
 					return err
+				}
+				l.board = board
+				if !board.Off {
+					l.builds = &dashboard.Builds{}
+					onBuild = l.record
 				}
 				s.target = l
 			case "docker":
@@ -104,10 +116,11 @@ the last good build. Ctrl-C deletes the app from the cluster.`,
 				return fmt.Errorf("--target %q: use local, docker or kubernetes", target)
 			}
 			defer s.target.stop()
-			return dev.Run(cmd.Context(), s.build, dev.Options{Debounce: debounce, Poll: poll, Output: cmd.ErrOrStderr()})
+			return dev.Run(cmd.Context(), s.build, dev.Options{Debounce: debounce, Poll: poll, Output: cmd.ErrOrStderr(), OnBuild: onBuild})
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "entry port of the first service on 127.0.0.1 (default: a free port)")
+	dashboardFlags(cmd, &board)
 	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes), docker (containers on the Docker engine, changed pods rolled over one at a time) or kubernetes (images pushed to --repo, objects applied, each save re-applied with the new digests)")
 	cmd.Flags().StringVar(&repo, "repo", "", "with --target kubernetes: the repository kiln pushes the images it builds to")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --target kubernetes: how long to wait for each rollout")
@@ -222,6 +235,21 @@ type localDev struct {
 	versions string // beside kiln's cache of binaries, to link them
 	seed     maphash.Seed
 	d        *local.Deployment
+	board    dashboard.Options
+	builds   *dashboard.Builds // nil without a dashboard
+}
+
+// record shows a build of the loop on the dashboard.
+func (l *localDev) record(r dev.Report) {
+	b := dashboard.Build{Time: r.Start, Change: r.Change, Result: r.Result,
+		Phases: []dashboard.Phase{{Name: "build", Seconds: r.Build.Seconds()}}}
+	if r.Swap > 0 {
+		b.Phases = append(b.Phases, dashboard.Phase{Name: "swap", Seconds: r.Swap.Seconds()})
+	}
+	if r.Err != nil {
+		b.Error = r.Err.Error()
+	}
+	l.builds.Add(b)
 }
 
 func newLocalDev(port int, out io.Writer) (*localDev, error) {
@@ -359,6 +387,12 @@ func (l *localDev) swap(ctx context.Context, t *patterns.Topology, bins map[stri
 		l.d = d
 		for _, e := range d.Endpoints() {
 			fmt.Fprintf(l.out, "kiln: %s serving at %s\n", e.Service, e.URL)
+		}
+		if !l.board.Off {
+			// ctx is the loop's: the dashboard serves until Ctrl-C.
+			if err := dashboard.Start(ctx, l.board.Port, &dashboard.Server{Source: d, Builds: l.builds}, l.out); err != nil {
+				return "", err
+			}
 		}
 		return "", nil
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,7 @@ import (
 func dockerImages(cmd *cobra.Command, pr *project, images []string, backend string) (docker.Options, error) {
 	// Refused before any image is built.
 	if t, err := patterns.Build(pr.app); err == nil {
-		if err := t.NoJobs("docker"); err != nil {
+		if err := cmp.Or(t.NoJobs("docker"), t.NoLeases("docker")); err != nil {
 			return docker.Options{}, err
 		}
 	}
@@ -78,7 +79,7 @@ func deployDocker(cmd *cobra.Command, pr *project, images []string, backend stri
 }
 
 // downDocker is kiln down --target docker.
-func downDocker(cmd *cobra.Command, app string) error {
+func downDocker(cmd *cobra.Command, app string, deleteData bool) error {
 	e, err := docker.Connect(cmd.Context())
 	if err != nil {
 		return err
@@ -87,6 +88,13 @@ func downDocker(cmd *cobra.Command, app string) error {
 	removed, err := e.Down(cmd.Context(), app)
 	if err != nil {
 		return err
+	}
+	if deleteData {
+		data, err := e.DeleteData(cmd.Context(), app)
+		removed = append(removed, data...)
+		if err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "kiln: %s is down (%d objects removed)\n", app, len(removed))
 	return nil

@@ -61,6 +61,17 @@ func (pr *project) single(target string) (*program, error) {
 }
 
 // program is one main package of a project, and the services it runs.
+// tags are the build tags of p's images beyond kiln_image: the
+// Kubernetes lease back-end when one of its services declares a lease.
+func (p *program) tags(app *spec.App) []string {
+	for _, name := range p.services {
+		if s := app.Service(name); s != nil && len(s.Leases) > 0 {
+			return []string{builder.KubeTag}
+		}
+	}
+	return nil
+}
+
 type program struct {
 	dir, pkg string   // what builder takes: the package pkg, resolved in dir
 	services []string // in app order

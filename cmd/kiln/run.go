@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/kiln-dev/kiln/builder"
+	"github.com/kiln-dev/kiln/dashboard"
 	"github.com/kiln-dev/kiln/deployer/kubernetes"
 	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/patterns"
@@ -15,7 +17,8 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var port int
-	var target, backend string
+	var target, backend, stateDir string
+	var board dashboard.Options
 	cmd := &cobra.Command{
 		Use:   "run [package | kiln.hcl]",
 		Short: "Build an app and run its whole topology on this machine",
@@ -23,7 +26,11 @@ func newRunCmd() *cobra.Command {
 package a kiln.hcl names, then starts every router, leaf and replica of every
 service as a local process on 127.0.0.1. It prints one line per entry point,
 in the app's order, once every process is ready, restarts a process that
-crashes, and stops them all on Ctrl-C.
+crashes, and stops them all on Ctrl-C. It then serves a dashboard of the
+running topology on 127.0.0.1 and prints its address (kiln: dashboard at
+URL): the services, their routers and backends, each backend's requests,
+errors and latency, each process's state and logs, and which shard a key
+maps to.
 
 A job service runs to completion beside them: at most its parallelism of
 runs at once, each completion index until it succeeds, a failed run retried
@@ -45,13 +52,13 @@ eject).`,
   kiln run ./examples/shop/kiln.hcl --var carts=5`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if port < 0 || port > 65535 {
-				return fmt.Errorf("--port %d: want a port number in 1–65535", port)
+			if err := checkPorts(port, board.Port); err != nil {
+				return err
 			}
 			switch target {
 			case "local":
 			case "vm":
-				return runVM(cmd, pkgArg(args), vmFlags{}, port)
+				return runVM(cmd, pkgArg(args), vmFlags{stateDir: stateDir}, port)
 			case "docker":
 				return runDocker(cmd, args, port, backend)
 			default:
@@ -69,12 +76,17 @@ eject).`,
 			if err != nil {
 				return pr.fieldError(err)
 			}
-			return local.Run(cmd.Context(), t, local.Options{Binaries: pr.binaries(), Port: port}, cmd.OutOrStdout())
+			return local.Run(cmd.Context(), t, local.Options{
+				Binaries: pr.binaries(), Port: port, StateDir: cmp.Or(stateDir, os.Getenv(local.EnvStateDir)),
+				Started: board.Started(cmd.Context(), cmd.OutOrStdout()),
+			}, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "entry port of the first service on 127.0.0.1 (default: a free port)")
+	dashboardFlags(cmd, &board)
 	cmd.Flags().StringVar(&target, "target", "local", "where to run: local (processes), docker (containers on the Docker engine, pods sharing a network namespace) or vm (a QEMU microVM, see kiln vm)")
 	cmd.Flags().StringVar(&backend, "builder", string(builder.OCI), "with --target docker: how images are built, oci (in process, then loaded) or docker (the engine's build)")
+	stateDirFlag(cmd, &stateDir)
 	return cmd
 }
 
@@ -150,6 +162,23 @@ Blocks and attributes are the spec's JSON names (see the README).`,
 			return nil
 		},
 	}
+}
+
+// dashboardFlags binds the local target's dashboard options.
+func dashboardFlags(cmd *cobra.Command, o *dashboard.Options) {
+	cmd.Flags().IntVar(&o.Port, "dashboard-port", 0, "with the local target: the dashboard's port on 127.0.0.1 (default: a free port)")
+	cmd.Flags().BoolVar(&o.Off, "no-dashboard", false, "with the local target: serve no dashboard")
+}
+
+// checkPorts checks --port and --dashboard-port.
+func checkPorts(port, dashboardPort int) error {
+	if port < 0 || port > 65535 {
+		return fmt.Errorf("--port %d: want a port number in 1–65535", port)
+	}
+	if dashboardPort < 0 || dashboardPort > 65535 {
+		return fmt.Errorf("--dashboard-port %d: want a port number in 1–65535", dashboardPort)
+	}
+	return nil
 }
 
 func pkgArg(args []string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/unikernel"
 	"github.com/kiln-dev/kiln/unikernel/kubevirt"
 	"github.com/spf13/cobra"
@@ -20,6 +22,7 @@ type vmFlags struct {
 	machine, accel  string
 	memory, cpus    int
 	appendArgs      string
+	stateDir        string
 }
 
 func (f *vmFlags) addBuild(cmd *cobra.Command) {
@@ -34,6 +37,7 @@ func (f *vmFlags) addBoot(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.memory, "memory", 256, "guest memory in MiB")
 	cmd.Flags().IntVar(&f.cpus, "cpus", 0, "guest CPUs (default 2 with KVM, 1 under software emulation, where a second vCPU slows the boot)")
 	cmd.Flags().StringVar(&f.appendArgs, "append", "", "more kernel command line, e.g. kiln.env=KILN_ROLE=replica,KILN_SERVICE=hello to run one role")
+	stateDirFlag(cmd, &f.stateDir)
 }
 
 // unikernelOptions says what to build for arg, a main package or a
@@ -55,7 +59,8 @@ func (f *vmFlags) unikernelOptions(cmd *cobra.Command, arg, out string) (o unike
 }
 
 func (f *vmFlags) boot(port int) unikernel.BootOptions {
-	o := unikernel.BootOptions{HostPorts: []int{port}, Machine: f.machine, Accel: f.accel, Memory: f.memory, CPUs: f.cpus}
+	o := unikernel.BootOptions{HostPorts: []int{port}, Machine: f.machine, Accel: f.accel, Memory: f.memory, CPUs: f.cpus,
+		StateDir: cmp.Or(f.stateDir, os.Getenv(local.EnvStateDir))}
 	if f.appendArgs != "" {
 		o.ExtraArgs = strings.Fields(f.appendArgs)
 	}
@@ -126,7 +131,14 @@ func newVMRunCmd() *cobra.Command {
 		Long: `run builds the image (or takes one built earlier with --image) and boots it
 under QEMU, forwarding 127.0.0.1:PORT to the entry point in the guest. It prints
 the same serving line as kiln run, writes the guest console to console.log in
-the image directory, and stops QEMU on Ctrl-C. The same as kiln run --target vm.`,
+the image directory, and stops QEMU on Ctrl-C. The same as kiln run --target vm.
+
+Each shard or leaf that keeps storage gets a disk of its own: an ext4 image,
+data/SERVICE/INSTANCE.img in the app's state directory (--state-dir), made
+the first time with mkfs.ext4 (apt package ` + unikernel.MkfsPackage + `) and kept
+across runs. The guest mounts it at PATH/SERVICE/INSTANCE, under the
+storage's path (/data/kvstore/shard-0), and hands it to that instance as
+KILN_DATA. kiln down --target vm --delete-data deletes the images.`,
 		Example: `  kiln vm run ./examples/kv --port 8080
   kiln vm run --image kv.vm`,
 		Args: cobra.MaximumNArgs(1),

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/kiln-dev/kiln/deployer/local"
 	"github.com/kiln-dev/kiln/internal/e2e"
 	"github.com/kiln-dev/kiln/internal/testbin"
 	"github.com/kiln-dev/kiln/unikernel"
@@ -124,14 +125,18 @@ func TestVMCommands(t *testing.T) {
 		l, _ := net.Listen("tcp", "127.0.0.1:0")
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		cmd := run("run", "--target", "vm", "./examples/kv", "--port", strconv.Itoa(port))
+		// kvstore keeps storage: a disk per shard, in the state directory
+		// KILN_STATE_DIR names.
+		state := t.TempDir()
+		cmd := run("run", "--target", "vm", "./examples/kvstore", "--port", strconv.Itoa(port))
+		cmd.Env = append(os.Environ(), local.EnvStateDir+"="+state)
 		cmd.Stderr = os.Stderr
 		got := firstLines(t, cmd, 1, 180*time.Second)[0]
-		want := "kiln: kv serving at http://127.0.0.1:" + strconv.Itoa(port) + "\n"
+		want := "kiln: kvstore serving at http://127.0.0.1:" + strconv.Itoa(port) + "\n"
 		if got != want {
 			t.Fatalf("got %q, want %q (the local target's line)", got, want)
 		}
-		url := strings.TrimSpace(strings.TrimPrefix(got, "kiln: kv serving at "))
+		url := strings.TrimSpace(strings.TrimPrefix(got, "kiln: kvstore serving at "))
 		req, _ := http.NewRequest("PUT", url+"/kv/color", strings.NewReader("blue"))
 		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("PUT: %v %v", resp, err)
@@ -155,6 +160,15 @@ func TestVMCommands(t *testing.T) {
 		}
 		if _, err := os.Stat("/proc/" + strconv.Itoa(qemu)); err == nil {
 			t.Errorf("QEMU (pid %d) still runs after Ctrl-C", qemu)
+		}
+		for i := range 3 {
+			if _, err := os.Stat(filepath.Join(state, "data", "kvstore", "shard-"+strconv.Itoa(i)+".img")); err != nil {
+				t.Errorf("shard-%d's disk: %v", i, err)
+			}
+		}
+		out, err := run("down", "--target", "vm", "--delete-data", "--yes", "--app", "kvstore", "--state-dir", state).CombinedOutput()
+		if want := "kiln: deleted the data of kvstore's 3 instances under " + state; err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("kiln down --target vm --delete-data --yes = %v:\n%s\nwant %q", err, out, want)
 		}
 	})
 }

@@ -198,19 +198,34 @@ type made struct {
 func (e *Engine) undo(ctx context.Context, app string, m made, alone bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), downTimeout)
 	defer cancel()
-	for _, pod := range m.pods {
-		cs, err := e.podContainers(ctx, app, pod)
-		if err != nil {
-			return err
+	// A create that the failure canceled may still complete in the
+	// engine after its call returned: a volume then still in use by such
+	// a container is tried again once its pod's containers are removed.
+	for try := 0; ; try++ {
+		for _, pod := range m.pods {
+			cs, err := e.podContainers(ctx, app, pod)
+			if err != nil {
+				return err
+			}
+			if err := e.removeAll(ctx, cs); err != nil {
+				return err
+			}
 		}
-		if err := e.removeAll(ctx, cs); err != nil {
-			return err
+		inUse := error(nil)
+		for _, v := range m.volumes {
+			_, err := e.c.VolumeRemove(ctx, v, client.VolumeRemoveOptions{Force: true})
+			switch {
+			case err == nil || isNotFound(err):
+			case strings.Contains(err.Error(), "in use") && try < 20:
+				inUse = err
+			default:
+				return fmt.Errorf("docker: removing volume %s: %w", v, err)
+			}
 		}
-	}
-	for _, v := range m.volumes {
-		if _, err := e.c.VolumeRemove(ctx, v, client.VolumeRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
-			return fmt.Errorf("docker: removing volume %s: %w", v, err)
+		if inUse == nil {
+			break
 		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	if !alone {
 		return nil
@@ -275,7 +290,9 @@ func (e *Engine) volumes(ctx context.Context, p *Plan, prune bool) (made []strin
 	have := map[string]bool{}
 	for _, v := range r.Items {
 		have[v.Name] = true
-		if prune && !want[v.Name] {
+		// An instance's storage outlives its pod: a shard removed by a
+		// scale down finds its data again when it comes back.
+		if prune && !want[v.Name] && v.Labels[LabelData] != "true" {
 			if _, err := e.c.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil {
 				return nil, fmt.Errorf("docker: removing volume %s: %w", v.Name, err)
 			}
@@ -408,11 +425,21 @@ func secured(hc *container.HostConfig, restart bool) *container.HostConfig {
 
 func mounts(ms []MountPlan) []mount.Mount {
 	var out []mount.Mount
+	tmp := false
 	for _, m := range ms {
 		out = append(out, mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Path})
+		tmp = tmp || m.Path == "/tmp"
+	}
+	if !tmp {
+		// The root file system is read-only; a program's os.TempDir
+		// still works, as on the other targets.
+		out = append(out, mount.Mount{Type: mount.TypeTmpfs, Target: "/tmp", TmpfsOptions: &mount.TmpfsOptions{SizeBytes: tmpSize, Mode: 0o1777}})
 	}
 	return out
 }
+
+// tmpSize bounds a container's /tmp, which is in memory.
+const tmpSize = 64 << 20
 
 // createPod creates and starts pod's containers: the holder, each init
 // container to completion, then the program and its sidecars.
@@ -777,11 +804,32 @@ func first(s []string) string {
 	return s[0]
 }
 
+// DeleteData removes the volumes of app's storage, which Down keeps, and
+// returns their names. A volume a container still uses is not removed:
+// bring the app down first.
+func (e *Engine) DeleteData(ctx context.Context, app string) ([]string, error) {
+	f := appFilter(app)
+	f.Add("label", LabelData+"=true")
+	vols, err := e.c.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("docker: listing volumes: %w", err)
+	}
+	var removed []string
+	for _, v := range vols.Items {
+		if _, err := e.c.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{}); err != nil && !isNotFound(err) {
+			return removed, fmt.Errorf("docker: removing volume %s: %w", v.Name, err)
+		}
+		removed = append(removed, "volume "+v.Name)
+	}
+	return removed, nil
+}
+
 func isNotFound(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "No such") || strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "is already in progress"))
 }
 
-// Down removes every container, network and volume labelled with app and
+// Down removes every container, network and volume labelled with app,
+// but for the volumes of its instances' storage (see DeleteData), and
 // waits until they are gone. It returns the names of what it removed,
 // containers first.
 func (e *Engine) Down(ctx context.Context, app string) ([]string, error) {
@@ -811,6 +859,9 @@ func (e *Engine) Down(ctx context.Context, app string) ([]string, error) {
 		return removed, fmt.Errorf("docker: listing volumes: %w", err)
 	}
 	for _, v := range vols.Items {
+		if v.Labels[LabelData] == "true" {
+			continue
+		}
 		if _, err := e.c.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
 			return removed, fmt.Errorf("docker: removing volume %s: %w", v.Name, err)
 		}

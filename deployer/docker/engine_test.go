@@ -1,11 +1,14 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -53,15 +56,21 @@ func buildImages() (map[string]string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	patient, err := patientShop(root)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]string{}
-	for _, b := range []struct{ name, pkg, tag string }{
-		{"shop", "./examples/shop", "docker-test"},
-		{"shop-b", "./examples/shop", "docker-test-b"},
-		{"kv", "./examples/kv", "docker-test"},
-		{"spread", "./examples/spread", "docker-test"},
-		{"sidecar", "./deployer/docker/testdata/sidecar", "docker-test"},
+	for _, b := range []struct{ name, pkg, tag, overlay string }{
+		{"shop", "./examples/shop", "docker-test", ""},
+		{"shop-b", "./examples/shop", "docker-test-b", ""},
+		{"shop-patient", "./examples/shop", "docker-test-patient", patient},
+		{"shop-patient-b", "./examples/shop", "docker-test-patient-b", patient},
+		{"kv", "./examples/kv", "docker-test", ""},
+		{"spread", "./examples/spread", "docker-test", ""},
+		{"sidecar", "./deployer/docker/testdata/sidecar", "docker-test", ""},
 	} {
-		ref, err := buildImage(ctx, root, b.pkg, b.tag)
+		ref, err := buildImage(ctx, root, b.pkg, b.tag, b.overlay)
 		if err != nil {
 			return nil, err
 		}
@@ -70,9 +79,36 @@ func buildImages() (map[string]string, error) {
 	return out, nil
 }
 
-// buildImage builds pkg FROM scratch and loads it into the engine as tag.
-func buildImage(ctx context.Context, root, pkg, tag string) (string, error) {
-	res, err := builder.Build(ctx, pkg, builder.Options{Dir: root})
+// patientTimeout is the gather deadline of shop's catalog in the
+// shop-patient images.
+const patientTimeout = 5 * time.Second
+
+// patientShop writes a go build overlay that gives examples/shop's catalog
+// a gather deadline of patientTimeout instead of 500 ms, for tests that
+// count lost requests under load: a machine busy with the rest of the
+// suite can stall a leaf past 500 ms, which is no request lost.
+func patientShop(root string) (string, error) {
+	main := filepath.Join(root, "examples", "shop", "main.go")
+	src, err := os.ReadFile(main)
+	if err != nil {
+		return "", err
+	}
+	const deadline = "spec.Duration(500 * time.Millisecond)"
+	if bytes.Count(src, []byte(deadline)) != 1 {
+		return "", fmt.Errorf("%s no longer sets catalog's timeout as %s", main, deadline)
+	}
+	src = bytes.Replace(src, []byte(deadline), []byte("spec.Duration(5 * time.Second)"), 1)
+	dir, err := os.MkdirTemp("", "kiln-shop-patient-")
+	if err != nil {
+		return "", err
+	}
+	return builder.WriteOverlay(dir, map[string][]byte{main: src})
+}
+
+// buildImage builds pkg FROM scratch, with the go build overlay file
+// overlay unless it is "", and loads it into the engine as tag.
+func buildImage(ctx context.Context, root, pkg, tag, overlay string) (string, error) {
+	res, err := builder.Build(ctx, pkg, builder.Options{Dir: root, Overlay: overlay})
 	if err != nil {
 		return "", fmt.Errorf("building %s: %w", pkg, err)
 	}
@@ -96,7 +132,7 @@ func exampleImage(t *testing.T, name string) string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		return buildImage(ctx, root, "./examples/"+name, "docker-test")
+		return buildImage(ctx, root, "./examples/"+name, "docker-test", "")
 	}))
 	ref, err := build.(func() (string, error))()
 	if err != nil {

@@ -29,7 +29,10 @@ import (
 // Labels the Docker target sets beside kubernetes's LabelName,
 // LabelInstance, LabelComponent and LabelManagedBy.
 const (
-	LabelPod       = "io.kiln.pod"       // the pod's name: "kv-shard-2"
+	LabelPod = "io.kiln.pod" // the pod's name: "kv-shard-2"
+	// LabelData marks ("true") the volume of an instance's storage, which
+	// down and pruning keep unless asked to delete data.
+	LabelData      = "io.kiln.data"
 	LabelIndex     = "io.kiln.index"     // the pod's replica index
 	LabelContainer = "io.kiln.container" // "app", "holder", or the sidecar's or init container's name
 	LabelSpecHash  = "io.kiln.spec-hash" // the hash of the pod's plan (PodPlan.Hash)
@@ -92,9 +95,10 @@ type NetworkPlan struct {
 	Labels map[string]string `json:"labels"`
 }
 
-// VolumePlan is one Docker volume: one per pod per spec volume.
+// VolumePlan is one Docker volume: one per pod per spec volume, and one
+// per instance of a service with storage.
 type VolumePlan struct {
-	Name   string            `json:"name"` // kiln-APP-POD-VOLUME
+	Name   string            `json:"name"` // kiln-APP-POD-VOLUME; kiln-APP-POD-data for storage
 	Pod    string            `json:"pod"`
 	Labels map[string]string `json:"labels"`
 }
@@ -226,6 +230,14 @@ func Render(app *spec.App, o Options) (*Plan, error) {
 				if v.Path != "" {
 					pod.Mounts = append(pod.Mounts, MountPlan{Volume: vp.Name, Path: v.Path})
 				}
+			}
+			if st := w.Storage; st != nil {
+				// Named after the instance, not the pod's plan, so that the
+				// pod's replacements, and the next deploy's, find it.
+				vp := VolumePlan{Name: "kiln-" + app.Name + "-" + name + "-data", Pod: name, Labels: maps.Clone(pod.Labels)}
+				vp.Labels[LabelData] = "true"
+				p.Volumes = append(p.Volumes, vp)
+				pod.Mounts = append(pod.Mounts, MountPlan{Volume: vp.Name, Path: st.Path})
 			}
 			conv := func(c spec.Container) ContainerPlan {
 				cp := ContainerPlan{Name: c.Name, Image: c.Image, Args: c.Args, Env: envList(c.Env)}

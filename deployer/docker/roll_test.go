@@ -68,8 +68,11 @@ func processes(p *Plan, service string) []string {
 func TestRollReplacesChangedProgramsUnderLoadAndLeavesTheRestAlone(t *testing.T) {
 	im := testImages(t)
 	e := engineFor(t, "shop-roll")
+	// Shop with a catalog that waits for its leaves as long as the load's
+	// clients wait, so that only a request the roll loses fails.
 	app := named(example(t, "shop"), "shop-roll")
-	_, d := apply(t, e, app, Options{Image: im["shop"]})
+	app.Service("catalog").Scatter.Timeout = spec.Duration(patientTimeout)
+	_, d := apply(t, e, app, Options{Image: im["shop-patient"]})
 	web, catalog := url(t, d, "web"), url(t, d, "catalog")
 	untouched := pids(t, e, "shop-roll", "web-", "carts-")
 	if len(untouched) != 2*(3+4) {
@@ -87,9 +90,11 @@ func TestRollReplacesChangedProgramsUnderLoadAndLeavesTheRestAlone(t *testing.T)
 
 	stopLoad := testbin.StartPaced(web+"/find?q=tea", 200, 5*time.Second)
 	defer stopLoad()
+	loadStart := time.Now()
 	time.Sleep(time.Second)
-	for i, image := range []string{im["shop-b"], im["shop"], im["shop-b"]} {
-		p, sw, err := roll(t, e, app, Options{Image: im["shop"], Images: map[string]string{"catalog": image}}, RollOptions{})
+	for i, image := range []string{im["shop-patient-b"], im["shop-patient"], im["shop-patient-b"]} {
+		t.Logf("roll %d starts %s into the load", i+1, time.Since(loadStart).Round(time.Millisecond))
+		p, sw, err := roll(t, e, app, Options{Image: im["shop-patient"], Images: map[string]string{"catalog": image}}, RollOptions{})
 		if err != nil {
 			t.Fatalf("roll %d: %v", i+1, err)
 		}

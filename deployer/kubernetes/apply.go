@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -32,9 +33,14 @@ var managed = []schema.GroupVersionResource{
 	{Group: "apps", Version: "v1", Resource: "statefulsets"},
 	{Version: "v1", Resource: "services"},
 	{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
+	{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
 	{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"},
 	{Group: "batch", Version: "v1", Resource: "jobs"},
 	{Group: "batch", Version: "v1", Resource: "cronjobs"},
+	{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"},
+	{Version: "v1", Resource: "serviceaccounts"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
 	{Version: "v1", Resource: "configmaps"},
 }
 
@@ -170,6 +176,9 @@ func changed(before, after *unstructured.Unstructured) bool {
 	switch {
 	case before == nil:
 		return true
+	case after.GetKind() == "Lease":
+		// Its holders renew it every few seconds; kiln sets only labels.
+		return !maps.Equal(before.GetLabels(), after.GetLabels())
 	case after.GetGeneration() != 0:
 		return before.GetGeneration() != after.GetGeneration()
 	}
@@ -253,6 +262,27 @@ func (c *Cluster) Down(ctx context.Context, app string) ([]string, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// DeleteData deletes the claims of app's storage, which its StatefulSets
+// keep when the app is removed unless its storage's on_delete says
+// otherwise, and returns their names.
+func (c *Cluster) DeleteData(ctx context.Context, app string) ([]string, error) {
+	claims := schema.GroupVersionResource{Version: "v1", Resource: "persistentvolumeclaims"}
+	list, err := c.dyn.Resource(claims).Namespace(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: inventory(app)})
+	if err != nil {
+		return nil, fmt.Errorf("listing the claims of %s: %w", app, err)
+	}
+	var deleted []string
+	for _, item := range list.Items {
+		err := c.dyn.Resource(claims).Namespace(c.Namespace).Delete(ctx, item.GetName(), metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return deleted, fmt.Errorf("deleting PersistentVolumeClaim/%s: %w", item.GetName(), err)
+		}
+		fmt.Fprintf(c.out, "kiln: deleted PersistentVolumeClaim/%s\n", item.GetName())
+		deleted = append(deleted, "PersistentVolumeClaim/"+item.GetName())
+	}
+	return deleted, nil
 }
 
 // RolloutError says which workload did not roll out, and why.

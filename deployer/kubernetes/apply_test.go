@@ -78,7 +78,8 @@ func TestApplyPrunesWhatWasRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Drop the sidecar: the pods change, nothing is pruned.
+	// Drop the sidecar: the pods change, and the policies (no more sidecar
+	// port, egress no longer open), nothing is pruned.
 	noSidecar := *full
 	noSidecar.Services = slices.Clone(full.Services)
 	noSidecar.Services[0].Sidecars = nil
@@ -87,7 +88,7 @@ func TestApplyPrunesWhatWasRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Pruned) != 0 || !slices.Equal(res.Changed, []string{"StatefulSet/kv-shard", "Deployment/kv-router"}) {
+	if len(res.Pruned) != 0 || !slices.Equal(res.Changed, []string{"StatefulSet/kv-shard", "NetworkPolicy/kv-shard", "Deployment/kv-router", "NetworkPolicy/kv-router"}) {
 		t.Fatalf("removing a sidecar changed %v and pruned %v", res.Changed, res.Pruned)
 	}
 	sts, err := c.dyn.Resource(managed[1]).Namespace(c.Namespace).Get(ctx, "kv-shard", metav1.GetOptions{})
@@ -106,7 +107,7 @@ func TestApplyPrunesWhatWasRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"Deployment/hello-replica", "PodDisruptionBudget/hello-replica", "Service/hello"}
+	want := []string{"Deployment/hello-replica", "NetworkPolicy/hello-replica", "PodDisruptionBudget/hello-replica", "Service/hello"}
 	// The discovery list changes; no other service's pods roll.
 	if !slices.Equal(res.Pruned, want) || !slices.Equal(res.Changed, []string{"ConfigMap/" + DiscoveryConfigMap(full.Name)}) {
 		t.Fatalf("removing service hello pruned %v and changed %v; want pruned %v, and only the discovery ConfigMap changed", res.Pruned, res.Changed, want)
@@ -212,7 +213,7 @@ func TestShopAppliesWithoutWarningAndLosesExactlyARemovedService(t *testing.T) {
 		t.Fatal(err)
 	}
 	pruned := slices.Sorted(slices.Values(res.Pruned))
-	want := []string{"Deployment/catalog-root", "PodDisruptionBudget/catalog-leaf", "Service/catalog", "Service/catalog-leaf", "StatefulSet/catalog-leaf"}
+	want := []string{"Deployment/catalog-root", "NetworkPolicy/catalog-leaf", "NetworkPolicy/catalog-root", "PodDisruptionBudget/catalog-leaf", "PodDisruptionBudget/catalog-root", "Service/catalog", "Service/catalog-leaf", "StatefulSet/catalog-leaf"}
 	if !slices.Equal(pruned, want) || !slices.Equal(res.Changed, []string{"ConfigMap/" + DiscoveryConfigMap(shop.Name)}) {
 		t.Fatalf("removing catalog pruned %v and changed %v; want pruned %v, and only the discovery ConfigMap changed", pruned, res.Changed, want)
 	}

@@ -40,6 +40,7 @@ func (r *renderer) batch(s *spec.Service, t *patterns.Topology) {
 	}
 	labels := r.labels(s, patterns.RoleJob)
 	job := r.jobSpec(s, w, labels)
+	r.workloadPolicy(s, w, labels, nil)
 	c := s.Cron
 	if c == nil {
 		r.add(&batchv1.Job{

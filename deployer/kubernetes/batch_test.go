@@ -83,15 +83,16 @@ func TestJobRunsEachIndexAndDeployWaitsForIt(t *testing.T) {
 		t.Fatalf("apply beside a run of the CronJob pruned %v (err %v); want nothing", res.Pruned, err)
 	}
 
-	// Without the cron job, its CronJob is pruned and nothing else.
+	// Without the cron job, its CronJob and its policy are pruned and
+	// nothing else.
 	app.Services = app.Services[:2]
 	objs, _ = Render(app, Options{Image: "registry.example/batch:1"})
 	res, err = c.Apply(ctx, app.Name, objs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Pruned, []string{"CronJob/report"}) || len(res.Changed) != 0 {
-		t.Fatalf("removing report pruned %v and changed %v; want CronJob/report pruned and nothing changed", res.Pruned, res.Changed)
+	if !slices.Equal(res.Pruned, []string{"CronJob/report", "NetworkPolicy/report"}) || len(res.Changed) != 0 {
+		t.Fatalf("removing report pruned %v and changed %v; want CronJob/report and NetworkPolicy/report pruned and nothing changed", res.Pruned, res.Changed)
 	}
 }
 

@@ -70,8 +70,8 @@ type Options struct {
 }
 
 // Render turns app into Kubernetes objects, in apply order: for each service
-// its backends, then its entry point. It fails, naming the field, on
-// anything a cluster cannot express.
+// its leases and the account that takes them, its backends, then its entry
+// point. It fails, naming the field, on anything a cluster cannot express.
 func Render(app *spec.App, opts Options) ([]metav1.Object, error) {
 	t, err := patterns.Build(app)
 	if err != nil {
@@ -170,6 +170,11 @@ func (r *renderer) check() error {
 		if n := len(s.Name) + len("-shard"); n > 52 {
 			errs = append(errs, &spec.FieldError{Path: p.Dot("name"), Msg: fmt.Sprintf("is %d characters; Kubernetes workload names derived from it need it at most %d", len(s.Name), 52-len("-shard"))})
 		}
+		for j, v := range s.Volumes {
+			if s.Storage != nil && v.Name == storageVolume {
+				errs = append(errs, &spec.FieldError{Path: p.Dot("volumes").Index(j).Dot("name"), Msg: fmt.Sprintf("%q is the name of the service's storage volume on Kubernetes; rename this one", v.Name)})
+			}
+		}
 		if a := s.Shard; a != nil && a.Ambassador != "" {
 			client := r.app.Service(a.Ambassador)
 			if client == nil {
@@ -224,13 +229,16 @@ func (r *renderer) service(s *spec.Service, t *patterns.Topology) {
 	if s.Simple != nil {
 		// A Service already balances over replicas: no router needed.
 		labels := r.labels(s, patterns.RoleReplica)
+		r.leases(back, labels)
 		r.deployment(s, back, labels, back.Replicas, r.pod(s, back, labels, nil), true)
 		r.addService(s.Name, s, labels, port, false)
 		r.disruption(back.Name(), labels, back.Replicas)
+		r.workloadPolicy(s, back, labels, nil)
 		return
 	}
 
 	backLabels := r.labels(s, back.Role)
+	r.leases(back, backLabels)
 	r.addService(back.Name(), s, backLabels, port, true)
 	var peers []string
 	if back.Stable {
@@ -245,13 +253,39 @@ func (r *renderer) service(s *spec.Service, t *patterns.Topology) {
 		r.deployment(s, back, backLabels, back.Replicas, r.pod(s, back, backLabels, nil), true)
 	}
 	r.disruption(back.Name(), backLabels, back.Replicas)
+	frontLabels := r.labels(s, front.Role)
+	r.workloadPolicy(s, back, backLabels, frontLabels)
 
 	if s.Shard != nil && s.Shard.Ambassador != "" {
 		return // the router runs inside the client's pods; see ambassador
 	}
-	frontLabels := r.labels(s, front.Role)
-	r.deployment(s, front, frontLabels, 1, r.pod(s, front, frontLabels, peers), false)
+	// Routers are as many as the spec says (two by default), so that one
+	// restarting, or its node draining, loses no request.
+	r.deployment(s, front, frontLabels, s.RouterReplicas(), r.pod(s, front, frontLabels, peers), false)
+	r.disruption(front.Name(), frontLabels, s.RouterReplicas())
+	r.workloadPolicy(s, front, frontLabels, nil)
 	r.addService(s.Name, s, frontLabels, port, false)
+}
+
+// pods is how many pods w runs: its replicas, or for an entry point the
+// service's routers.
+func pods(s *spec.Service, w *patterns.Workload) int {
+	if w.Entry {
+		return s.RouterReplicas()
+	}
+	return w.Replicas
+}
+
+// spread asks the scheduler to put a workload's pods on different nodes
+// where it can, and on the same one where there is only one: a node's loss
+// then takes one router or one shard, not all of them.
+func spread(labels map[string]string) []corev1.TopologySpreadConstraint {
+	return []corev1.TopologySpreadConstraint{{
+		MaxSkew:           1,
+		TopologyKey:       corev1.LabelHostname,
+		WhenUnsatisfiable: corev1.ScheduleAnyway,
+		LabelSelector:     &metav1.LabelSelector{MatchLabels: selector(labels)},
+	}}
 }
 
 // ambassadors returns the router containers that run inside client's pods.
@@ -271,6 +305,7 @@ func (r *renderer) ambassadors(client *spec.Service) []corev1.Container {
 		env := w.RoleEnv(0, peers, r.services)
 		// Only the pod's own containers reach it.
 		env[patterns.EnvAddr] = "127.0.0.1:" + strconv.Itoa(port)
+		env[patterns.EnvWarm] = "0" // as pod's routers
 		from := r.fromDiscovery(env)
 		c := r.container(s.Name+"-router", r.opts.image(s.Name), nil, env, nil, nil)
 		c.EnvFrom = from
@@ -325,7 +360,7 @@ func (r *renderer) deployment(s *spec.Service, w *patterns.Workload, labels map[
 }
 
 func (r *renderer) statefulSet(s *spec.Service, w *patterns.Workload, labels map[string]string) {
-	r.add(&appsv1.StatefulSet{
+	set := &appsv1.StatefulSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
 		ObjectMeta: r.meta(w.Name(), labels),
 		Spec: appsv1.StatefulSetSpec{
@@ -335,7 +370,46 @@ func (r *renderer) statefulSet(s *spec.Service, w *patterns.Workload, labels map
 			Selector:            &metav1.LabelSelector{MatchLabels: selector(labels)},
 			Template:            r.pod(s, w, labels, nil),
 		},
-	})
+	}
+	if st := w.Storage; st != nil {
+		// Pod i mounts claim data-NAME-i, made from the template once and
+		// kept for its replacements: instance i always gets volume i.
+		claim := corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: storageVolume, Labels: maps.Clone(labels)},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(st.Size)}},
+			},
+		}
+		if st.Class != "" {
+			claim.Spec.StorageClassName = ptr(st.Class)
+		}
+		set.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{claim}
+		set.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+			WhenDeleted: retention(st.OnDelete),
+			WhenScaled:  retention(st.OnScaleDown),
+		}
+		app := &set.Spec.Template.Spec.Containers[0]
+		app.VolumeMounts = append(app.VolumeMounts, corev1.VolumeMount{Name: storageVolume, MountPath: st.Path})
+	}
+	r.add(set)
+}
+
+// tmpVolume is the program's writable /tmp, unless the spec mounts one.
+const (
+	tmpVolume = "kiln-tmp"
+	tmpDir    = "/tmp"
+)
+
+// storageVolume names the volume of a shard's or leaf's storage, and so
+// its claims: data-kv-shard-0, data-kv-shard-1, ...
+const storageVolume = "data"
+
+func retention(policy string) appsv1.PersistentVolumeClaimRetentionPolicyType {
+	if policy == spec.StorageDelete {
+		return appsv1.DeletePersistentVolumeClaimRetentionPolicyType
+	}
+	return appsv1.RetainPersistentVolumeClaimRetentionPolicyType
 }
 
 func (r *renderer) autoscaler(s *spec.Service, target string, labels map[string]string) {
@@ -388,6 +462,10 @@ func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]
 	if !job {
 		env[patterns.EnvAddr] = ":" + strconv.Itoa(port)
 	}
+	if w.Entry {
+		// Its backends may have no DNS name yet when it starts.
+		env[patterns.EnvWarm] = "0"
+	}
 	var fromLabel []corev1.EnvVar
 	switch {
 	case w.Stable:
@@ -409,6 +487,12 @@ func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]
 		if v.Path != "" {
 			mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: v.Path})
 		}
+	}
+	if !slices.ContainsFunc(mounts, func(m corev1.VolumeMount) bool { return m.MountPath == tmpDir }) {
+		// The root file system is read-only; a program's os.TempDir
+		// still works.
+		volumes = append(volumes, corev1.Volume{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: tmpVolume, MountPath: tmpDir})
 	}
 	from := r.fromDiscovery(env)
 	app := r.container("app", r.opts.image(s.Name), nil, env, mounts, s.Resources)
@@ -433,13 +517,29 @@ func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]
 	for _, c := range s.Init {
 		inits = append(inits, r.sidecar(c))
 	}
+	// Only pods that take leases talk to the API server; see leases.
+	account, token := "", false
+	if len(w.Leases) > 0 {
+		account, token = w.Name(), true
+	}
+	var constraints []corev1.TopologySpreadConstraint
+	if !job && (pods(s, w) > 1 || s.Autoscale != nil) {
+		constraints = spread(labels)
+	}
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels)},
 		Spec: corev1.PodSpec{
-			InitContainers:                inits,
-			Containers:                    containers,
-			Volumes:                       volumes,
-			AutomountServiceAccountToken:  ptr(false),
+			TopologySpreadConstraints: constraints,
+			InitContainers:            inits,
+			Containers:                containers,
+			Volumes:                   volumes,
+			ServiceAccountName:        account,
+			// The API server copies serviceAccountName into this deprecated
+			// alias, and reads it back when serviceAccountName is unset: a
+			// service that stops taking leases would keep the deleted
+			// account unless kiln owns, and so drops, both.
+			DeprecatedServiceAccount:      account,
+			AutomountServiceAccountToken:  ptr(token),
 			TerminationGracePeriodSeconds: &grace,
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   ptr(true),

@@ -1,9 +1,12 @@
 package kubernetes
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,9 +14,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kiln-dev/kiln/internal/golden"
+	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
 
@@ -30,6 +36,13 @@ func cases() map[string]*spec.App {
 		return s
 	}
 	public := func(s spec.Service) spec.Service { s.Public = true; return s }
+	stored := func(s spec.Service, st *spec.Storage) spec.Service {
+		if st == nil {
+			st = &spec.Storage{Size: "1Gi"}
+		}
+		s.Storage = st
+		return s
+	}
 	scaled := func(s spec.Service) spec.Service {
 		s.Autoscale = &spec.Autoscale{Min: 2, Max: 6, TargetCPU: 70}
 		s.Resources = &spec.Resources{Requests: spec.Quantities{CPU: "200m", Memory: "128Mi"}, Limits: spec.Quantities{CPU: "1", Memory: "512Mi"}}
@@ -49,6 +62,9 @@ func cases() map[string]*spec.App {
 		Schedule: "*/5 * * * *", TimeZone: "Europe/Paris", ConcurrencyPolicy: spec.ConcurrencyForbid,
 		StartingDeadline: spec.Duration(1500 * time.Millisecond), Job: spec.Job{Retries: 1, Deadline: spec.Duration(time.Minute)},
 	}}
+	leased := spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}, Leases: []spec.Lease{{Name: "compactor"}, {Name: "index", Duration: spec.Duration(5 * time.Second)}}}
+	leasedKV := kv
+	leasedKV.Leases = []spec.Lease{{Name: "rebalance"}}
 	ambassador := kv
 	ambassador.Port = 9090
 	ambassador.Shard = &spec.Shard{Shards: 3, Key: spec.Key{Header: "X-User"}, Ambassador: "web"}
@@ -60,6 +76,8 @@ func cases() map[string]*spec.App {
 		"ambassador":         app("ambassador", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, ambassador),
 		"job-indexed":        app("job-indexed", withInit(migrate)),
 		"batch":              app("batch", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 1}}, migrate, report),
+		"leases":             app("leases", leased, leasedKV, search),
+		"storage":            app("storage", stored(kv, nil), stored(search, &spec.Storage{Size: "10Gi", Path: "/var/lib/index", Class: "standard", OnDelete: spec.StorageDelete, OnScaleDown: spec.StorageDelete})),
 	}
 	// Every example, as its program describes itself.
 	examples, _ := filepath.Glob("../../examples/testdata/*.json")
@@ -124,8 +142,13 @@ func checkSecure(t *testing.T, objs []metav1.Object) {
 		default:
 			continue
 		}
-		if *pod.AutomountServiceAccountToken || !*pod.SecurityContext.RunAsNonRoot || *pod.SecurityContext.RunAsUser != uid {
+		if !*pod.SecurityContext.RunAsNonRoot || *pod.SecurityContext.RunAsUser != uid {
 			t.Errorf("%s: pod security context %+v", o.GetName(), pod.SecurityContext)
+		}
+		// Only pods that take leases get an account and its token.
+		leases := slices.ContainsFunc(pod.Containers[0].Env, func(e corev1.EnvVar) bool { return e.Name == patterns.EnvLeases })
+		if *pod.AutomountServiceAccountToken != leases || (pod.ServiceAccountName != "") != leases {
+			t.Errorf("%s: takes leases: %v, but automountServiceAccountToken = %v, serviceAccountName = %q", o.GetName(), leases, *pod.AutomountServiceAccountToken, pod.ServiceAccountName)
 		}
 		for _, c := range append(pod.InitContainers, pod.Containers...) {
 			sc := c.SecurityContext
@@ -164,5 +187,134 @@ func TestRenderRefusesWhatAClusterCannotExpress(t *testing.T) {
 				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRoutersAreNotSinglePointsOfFailure: every router and root runs as
+// two pods by default, or as many as routers says, under a disruption
+// budget that keeps all but one up, spread over nodes; a simple service's
+// replicas, which a Service balances, get no router.
+func TestRoutersAreNotSinglePointsOfFailure(t *testing.T) {
+	for _, tc := range []struct {
+		routers, want int
+	}{{0, 2}, {1, 1}, {3, 3}} {
+		t.Run(fmt.Sprint(tc.routers), func(t *testing.T) {
+			app := &spec.App{Name: "shop", Services: []spec.Service{
+				{Name: "web", Simple: &spec.Simple{Replicas: 2}},
+				{Name: "kv", Routers: tc.routers, Shard: &spec.Shard{Shards: 3, Key: spec.Key{PathSegment: 2}}},
+				{Name: "search", Routers: tc.routers, Scatter: &spec.Scatter{Leaves: 2}},
+			}}
+			app.SetDefaults()
+			objs, err := Render(app, Options{Image: "registry.example/shop:1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			budgets := map[string]bool{}
+			for _, o := range objs {
+				if _, ok := o.(*policyv1.PodDisruptionBudget); ok {
+					budgets[o.GetName()] = true
+				}
+			}
+			for _, name := range []string{"kv-router", "search-root"} {
+				var d *appsv1.Deployment
+				for _, o := range objs {
+					if x, ok := o.(*appsv1.Deployment); ok && x.Name == name {
+						d = x
+					}
+				}
+				if d == nil {
+					t.Fatalf("no Deployment %s", name)
+				}
+				if got := int(*d.Spec.Replicas); got != tc.want {
+					t.Errorf("%s runs %d pods, want %d", name, got, tc.want)
+				}
+				spreads := len(d.Spec.Template.Spec.TopologySpreadConstraints) > 0
+				if budgets[name] != (tc.want > 1) || spreads != (tc.want > 1) {
+					t.Errorf("%s: disruption budget %v, spread over nodes %v; want both %v", name, budgets[name], spreads, tc.want > 1)
+				}
+			}
+			for _, o := range objs {
+				if strings.HasPrefix(o.GetName(), "web-") && o.GetName() != "web-replica" {
+					t.Errorf("simple service web has %T %s, want only its replicas", o, o.GetName())
+				}
+			}
+		})
+	}
+}
+
+// TestNetworkPoliciesFollowTheTopology: each workload's pods accept only
+// what the topology sends them (a leaf its root, a shard its router or its
+// ambassador's client, an entry the app or, when public, anyone), and
+// reach DNS, the app, and what the spec adds; a pod with a sidecar keeps
+// its egress open, since kiln cannot know where the sidecar connects.
+func TestNetworkPoliciesFollowTheTopology(t *testing.T) {
+	app := &spec.App{Name: "shop", Services: []spec.Service{
+		{Name: "web", Public: true, Simple: &spec.Simple{Replicas: 2}, Egress: []string{"10.20.0.0/16"}},
+		{Name: "carts", Shard: &spec.Shard{Shards: 3, Key: spec.Key{PathSegment: 2}}},
+		{Name: "catalog", Scatter: &spec.Scatter{Leaves: 4}, Sidecars: []spec.Container{{Name: "agent", Image: "agent:1", Ports: []int{9000}}}},
+		{Name: "sessions", Port: 8090, Shard: &spec.Shard{Shards: 2, Key: spec.Key{Header: "X-S"}, Ambassador: "web"}},
+		{Name: "report", Job: &spec.Job{}},
+	}}
+	app.SetDefaults()
+	objs, err := Render(app, Options{Image: "registry.example/shop:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	describe := func(peers []networkingv1.NetworkPolicyPeer) string {
+		if peers == nil {
+			return "anyone"
+		}
+		var out []string
+		for _, p := range peers {
+			switch {
+			case p.IPBlock != nil:
+				out = append(out, p.IPBlock.CIDR)
+			case p.PodSelector.MatchLabels[LabelName] == "":
+				out = append(out, "the app")
+			default:
+				out = append(out, p.PodSelector.MatchLabels[LabelName]+"/"+cmp.Or(p.PodSelector.MatchLabels[LabelComponent], "*"))
+			}
+		}
+		return strings.Join(out, "+")
+	}
+	got := map[string]string{}
+	for _, o := range objs {
+		np, ok := o.(*networkingv1.NetworkPolicy)
+		if !ok {
+			continue
+		}
+		var in []string
+		for _, r := range np.Spec.Ingress {
+			in = append(in, fmt.Sprintf("%s:%d", describe(r.From), r.Ports[0].Port.IntValue()))
+		}
+		out := "open"
+		if slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+			out = "dns"
+			for _, r := range np.Spec.Egress[1:] {
+				if r.To == nil {
+					out += fmt.Sprintf("+port %d", r.Ports[0].Port.IntValue())
+				} else {
+					out += "+" + describe(r.To)
+				}
+			}
+		}
+		got[np.Name] = fmt.Sprintf("in %s; out %s", cmp.Or(strings.Join(in, ", "), "nothing"), out)
+	}
+	want := map[string]string{
+		"web-replica":    "in anyone:8080; out dns+the app+10.20.0.0/16",
+		"carts-shard":    "in carts/router:8080; out dns+the app",
+		"carts-router":   "in the app:8080; out dns+the app",
+		"catalog-leaf":   "in catalog/root:8080, the app:9000; out open",
+		"catalog-root":   "in the app:8080, the app:9000; out open",
+		"sessions-shard": "in web/*:8090; out dns+the app",
+		"report":         "in nothing; out dns+the app",
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("policy %s: %s, want %s", name, got[name], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("policies %v, want one per workload: %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/kiln-dev/kiln/internal/lines"
 	"github.com/kiln-dev/kiln/internal/restart"
 	"github.com/kiln-dev/kiln/patterns"
+	"github.com/kiln-dev/kiln/patterns/lease"
 )
 
 // Options configure a local deployment.
@@ -56,9 +57,18 @@ type Options struct {
 	// and how long a job's run has after SIGTERM (its deadline passed, a
 	// cron run replaces it, the app stops); 0 means 10s.
 	Grace time.Duration
+	// StateDir is where the app keeps what outlives a run: each shard's
+	// or leaf's storage (data/SERVICE/INSTANCE) and the last fencing token
+	// of each lease. "" means StateDir(app).
+	StateDir string
 	// Logger receives the deployer's own events (restarts, failures to
 	// start). nil logs text to Output.
 	Logger *slog.Logger
+	// Started, when set, is called by Run once every process is ready and
+	// the entry points are printed, with the running deployment (a driver
+	// serves its dashboard from it); an error stops everything and Run
+	// returns it. Start and Update never call it.
+	Started func(*Deployment) error
 }
 
 // Endpoint is where one service serves.
@@ -73,7 +83,24 @@ type Process struct {
 	Addr     string // 127.0.0.1:port
 	PID      int    // 0 while restarting
 	Restarts int
+	State    State
+	Since    time.Time // when it entered State
+	// Exit says how its last run ended ("signal: killed"); "" until one
+	// has.
+	Exit string
 }
+
+// State is where a process is in its life.
+type State string
+
+// The states of a process. A process that exits is started again after a
+// backoff, and is restarting from its exit until it is ready again.
+const (
+	Starting   State = "starting"   // its first run has not answered /readyz yet
+	Ready      State = "ready"      // it answers /readyz
+	Restarting State = "restarting" // it exited, and is not ready again yet
+	Stopped    State = "stopped"    // stopped, or refusing its configuration
+)
 
 // Deployment is a running topology.
 type Deployment struct {
@@ -82,9 +109,11 @@ type Deployment struct {
 	log      *slog.Logger
 	stopOnce sync.Once
 
-	mu        sync.Mutex // guards procs and endpoints, which Update replaces
+	mu        sync.Mutex // guards procs, endpoints and topo, which Update replaces, and leases
 	procs     []*proc
 	endpoints patterns.Discovery
+	topo      *patterns.Topology
+	leases    *leaseTable // started by the first topology that takes a lease
 }
 
 // Start starts every process of t, backends first, and returns once each one
@@ -116,7 +145,7 @@ func Start(ctx context.Context, t *patterns.Topology, opts Options) (*Deployment
 	if err != nil {
 		return nil, err
 	}
-	d.procs, d.endpoints = procs, endpoints
+	d.procs, d.endpoints, d.topo = procs, endpoints, t
 	for _, p := range d.procs {
 		go p.supervise(d)
 	}
@@ -165,8 +194,20 @@ func (d *Deployment) place(t *patterns.Topology, opts Options, old map[string]*p
 			procs = append(procs, p)
 		}
 	}
+	leaseURL, err := d.leaseURL(t)
+	if err != nil {
+		return nil, nil, opened, err
+	}
 	for i, p := range procs {
 		env := p.workload.RoleEnv(p.index, addrs[p.workload.Backends], endpoints)
+		if len(p.workload.Leases) > 0 {
+			env[lease.EnvURL] = leaseURL
+		}
+		if p.workload.Storage != nil {
+			if env[patterns.EnvData], err = d.dataDir(t.App, p); err != nil {
+				return nil, nil, opened, err
+			}
+		}
 		p.env = append(append([]string{}, opts.Env...), patterns.EnvListenFD+"=3")
 		for _, k := range slices.Sorted(maps.Keys(env)) {
 			p.env = append(p.env, k+"="+env[k])
@@ -175,7 +216,7 @@ func (d *Deployment) place(t *patterns.Topology, opts Options, old map[string]*p
 			procs[i] = o
 			continue
 		}
-		p.tail = &tailWriter{max: 20}
+		p.tail = &tailWriter{}
 		p.stop, p.done = make(chan struct{}), make(chan struct{})
 	}
 	return procs, endpoints, opened, nil
@@ -238,19 +279,39 @@ func (d *Deployment) Processes() []Process {
 	out := make([]Process, len(procs))
 	for i, p := range procs {
 		p.mu.Lock()
-		out[i] = Process{Name: p.name, Workload: p.workload.Name(), Binary: p.bin, Index: p.index, Addr: p.addr, PID: p.pid, Restarts: p.restarts}
+		out[i] = Process{Name: p.name, Workload: p.workload.Name(), Binary: p.bin, Index: p.index, Addr: p.addr, PID: p.pid, Restarts: p.restarts,
+			State: p.state, Since: p.since, Exit: p.exit}
 		p.mu.Unlock()
 	}
 	return out
 }
 
+// Topology is what the deployment runs: Start's topology, or the last one
+// Update swapped in whole.
+func (d *Deployment) Topology() *patterns.Topology {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.topo
+}
+
+// Output returns the last lines (up to 200) that process name wrote,
+// oldest first, with the deployer's notes about it among them; nil when
+// the deployment runs no such process.
+func (d *Deployment) Output(name string) []Line {
+	for _, p := range d.current() {
+		if p.name == name {
+			return p.tail.Lines()
+		}
+	}
+	return nil
+}
+
 func (d *Deployment) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.ReadyTimeout)
 	defer cancel()
-	client := &http.Client{Timeout: time.Second}
 	for _, p := range d.current() {
 		for {
-			if patterns.Ready(ctx, client, "http://"+p.addr+"/readyz") {
+			if p.is(Ready) {
 				break
 			}
 			if p.gaveUp() {
@@ -291,6 +352,7 @@ func (d *Deployment) Stop() {
 		for _, p := range procs {
 			p.socket.Close()
 		}
+		d.closeLeases()
 	})
 }
 
@@ -321,6 +383,11 @@ func Run(ctx context.Context, t *patterns.Topology, opts Options, out io.Writer)
 	defer d.Stop()
 	for _, e := range d.Endpoints() {
 		fmt.Fprintf(out, "kiln: %s serving at %s\n", e.Service, e.URL)
+	}
+	if opts.Started != nil {
+		if err := opts.Started(d); err != nil {
+			return err
+		}
 	}
 	serving := len(t.Workloads) > 0
 	if len(t.Jobs) > 0 {
@@ -366,6 +433,26 @@ type proc struct {
 	restarts int
 	usage    bool   // exited with restart.ExitUsage: not restarted
 	status   string // how the first run ended, for firstExit
+	run      int    // the current run, counted from 0
+	state    State
+	since    time.Time
+	exit     string // how the last run ended
+}
+
+// set moves p to state, noting why in its output.
+func (p *proc) set(state State, note string) {
+	p.mu.Lock()
+	p.state, p.since = state, time.Now()
+	p.mu.Unlock()
+	if note != "" {
+		p.tail.note(note)
+	}
+}
+
+func (p *proc) is(state State) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == state
 }
 
 func (p *proc) gaveUp() bool {
@@ -382,9 +469,14 @@ func (p *proc) restartCount() int {
 
 func (p *proc) supervise(d *Deployment) {
 	defer close(p.done)
+	defer p.set(Stopped, "")
+	p.set(Starting, "")
 	var b restart.Backoff
 	for run := 0; ; run++ {
 		started := time.Now()
+		p.mu.Lock()
+		p.run = run
+		p.mu.Unlock()
 		cmd, err := p.start(d, run == 0)
 		ended := func(status string) {
 			if run == 0 && p.firstExit != nil {
@@ -399,30 +491,40 @@ func (p *proc) supervise(d *Deployment) {
 			ended(err.Error())
 			d.log.Error("cannot start process", "process", p.name, "err", err)
 			backoff = b.Next(0)
+			p.set(Restarting, fmt.Sprintf("kiln: cannot start: %v; trying again in %s", err, backoff))
 		} else {
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
+			running := make(chan struct{})
+			go p.watchReady(run, run == 0 && p.announced != nil, running)
 			select {
 			case err = <-exited:
+				close(running)
 			case <-p.stop:
+				close(running)
 				terminate(cmd, exited, d.opts.Grace)
+				d.exited(cmd.Process.Pid)
 				return
 			}
+			status := exitStatus(err)
 			p.mu.Lock()
-			p.pid = 0
+			p.pid, p.exit = 0, status
 			p.mu.Unlock()
-			ended(exitStatus(err))
+			d.exited(cmd.Process.Pid)
+			ended(status)
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ee.ExitCode() == restart.ExitUsage {
-				d.log.Error("process refuses its configuration; not restarting", "process", p.name, "status", exitStatus(err))
+				d.log.Error("process refuses its configuration; not restarting", "process", p.name, "status", status)
 				p.mu.Lock()
 				p.usage = true
 				p.mu.Unlock()
+				p.set(Stopped, "kiln: "+status+": the process refuses its configuration; not restarting")
 				<-p.stop
 				return
 			}
 			backoff = b.Next(time.Since(started))
-			d.log.Warn("process exited; restarting", "process", p.name, "status", exitStatus(err), "in", backoff)
+			d.log.Warn("process exited; restarting", "process", p.name, "status", status, "in", backoff)
+			p.set(Restarting, fmt.Sprintf("kiln: %s; restarting in %s", status, backoff))
 		}
 		select {
 		case <-p.stop:
@@ -432,6 +534,55 @@ func (p *proc) supervise(d *Deployment) {
 		p.mu.Lock()
 		p.restarts++
 		p.mu.Unlock()
+	}
+}
+
+// watchReady marks p ready once its run answers /readyz, or, when
+// announced, once it says it serves (probing the socket it shares with the
+// process it replaces could reach either). It gives up when running is
+// closed, and probes nothing once the run is ready.
+func (p *proc) watchReady(run int, announced bool, running <-chan struct{}) {
+	if announced {
+		select {
+		case <-p.announced:
+			p.ready(run)
+		case <-running:
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-running:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	client := &http.Client{Timeout: time.Second}
+	for !patterns.Ready(ctx, client, "http://"+p.addr+"/readyz") {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	p.ready(run)
+}
+
+// ready marks p ready, unless run has ended meanwhile, noting it when it
+// comes back from an exit.
+func (p *proc) ready(run int) {
+	p.mu.Lock()
+	if p.run != run || p.pid == 0 {
+		p.mu.Unlock()
+		return
+	}
+	again := p.state == Restarting
+	p.state, p.since = Ready, time.Now()
+	p.mu.Unlock()
+	if again {
+		p.tail.note("kiln: ready again")
 	}
 }
 

@@ -2,14 +2,17 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kiln-dev/kiln/internal/testbin"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -68,5 +71,86 @@ func TestStartErrorsNameTheCause(t *testing.T) {
 				t.Errorf("Start took %s to give up", took)
 			}
 		})
+	}
+}
+
+// TestAKilledProcessIsRestartingThenReadyAgain kills a shard of kv and
+// watches its state, its restart count and the deployer's notes in its
+// output.
+func TestAKilledProcessIsRestartingThenReadyAgain(t *testing.T) {
+	bin, err := testbin.Build(t.TempDir(), "./examples/kv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(context.Background(), kvTopology(t, 2), Options{Binary: bin, Output: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	shard := func() Process {
+		for _, p := range d.Processes() {
+			if p.Name == "kv/shard-1" {
+				return p
+			}
+		}
+		t.Fatalf("no kv/shard-1 in %v", d.Processes())
+		return Process{}
+	}
+	for _, p := range d.Processes() {
+		if p.State != Ready || p.Restarts != 0 || p.Exit != "" {
+			t.Fatalf("after Start, %s is %s (%d restarts, exit %q), want ready, 0, none", p.Name, p.State, p.Restarts, p.Exit)
+		}
+	}
+	before := shard()
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[State]bool{}
+	deadline := time.Now().Add(10 * time.Second)
+	for p := shard(); !(p.State == Ready && p.Restarts == 1); p = shard() {
+		seen[p.State] = true
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after SIGKILL, shard-1 is %+v; want ready after 1 restart", p)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	after := shard()
+	if !seen[Restarting] || after.Exit != "signal: killed" || after.PID == before.PID || !after.Since.After(before.Since) {
+		t.Fatalf("shard-1 went through %v to %+v; want restarting, then ready with a new pid, exit %q", seen, after, "signal: killed")
+	}
+	var notes []string
+	for _, l := range d.Output("kv/shard-1") {
+		if l.Note {
+			notes = append(notes, l.Text)
+		}
+	}
+	if len(notes) != 2 || !strings.HasPrefix(notes[0], "kiln: signal: killed; restarting in ") || notes[1] != "kiln: ready again" {
+		t.Fatalf("Output(kv/shard-1) notes = %q, want the exit and the return", notes)
+	}
+	if got := d.Output("kv/shard-9"); got != nil {
+		t.Fatalf("Output(kv/shard-9) = %v, want nil", got)
+	}
+	d.Stop()
+	for _, p := range d.Processes() {
+		if p.State != Stopped {
+			t.Fatalf("after Stop, %s is %s, want stopped", p.Name, p.State)
+		}
+	}
+}
+
+func TestTailKeepsTheLastLinesAndQuotesTheLastOutput(t *testing.T) {
+	var tw tailWriter
+	for i := range tailLines + 5 {
+		fmt.Fprintf(&tw, "line %d\n", i)
+	}
+	tw.note("kiln: a note")
+	fmt.Fprintf(&tw, "partial")
+	lines := tw.Lines()
+	if len(lines) != tailLines || lines[0].Text != "line 6" || !lines[len(lines)-1].Note {
+		t.Fatalf("Lines() = %d lines from %q to %+v, want %d from line 6 to the note", len(lines), lines[0].Text, lines[len(lines)-1], tailLines)
+	}
+	got := strings.Split(tw.String(), "\n")
+	if len(got) != errorLines || got[len(got)-1] != "  line 204" || got[0] != "  line 185" {
+		t.Fatalf("String() = %q, want the last %d lines of output, no note", got, errorLines)
 	}
 }

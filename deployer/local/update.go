@@ -106,7 +106,7 @@ func (d *Deployment) Update(ctx context.Context, t *patterns.Topology, opts Opti
 	sw.Stopped = append(sw.Stopped, d.retire(live, kept, func(p *proc) bool { return p.workload.Entry })...)
 	sw.Stopped = append(sw.Stopped, d.retire(live, kept, func(*proc) bool { return true })...)
 	d.mu.Lock()
-	d.endpoints = endpoints
+	d.endpoints, d.topo = endpoints, t
 	d.mu.Unlock()
 	return sw, nil
 }

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -151,18 +150,7 @@ func TestUpdateTouchesOnlyWhatChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), patterns.EnvRole+"="+string(patterns.RoleDescribe))
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := spec.Parse(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.SetDefaults()
-	topo, err := patterns.Build(app)
+	topo, err := testbin.Topology(bin)
 	if err != nil {
 		t.Fatal(err)
 	}

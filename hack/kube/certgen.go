@@ -8,6 +8,9 @@
 //	apiserver.crt apiserver.key serving cert for 127.0.0.1/localhost/kubernetes.default...
 //	admin.crt admin.key         client cert CN=kiln-admin O=system:masters
 //	front-proxy.crt .key        client cert CN=front-proxy-client (requestheader)
+//	kubelet-client.crt .key     client cert CN=kube-apiserver-kubelet-client O=system:masters
+//	node.crt node.key           client cert CN=system:node:kiln-node O=system:nodes (hack/kube-node's kubelet)
+//	kube-proxy.crt .key         client cert CN=system:kube-proxy
 //	sa.key sa.pub               service-account token signing key pair
 //
 // Standard library only; run as `go run hack/kube/certgen.go -dir DIR`
@@ -72,6 +75,23 @@ func main() {
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, caCert, newKey(out("front-proxy.key")), caKey)
+
+	// The real node's identities (hack/kube-node), and the apiserver's
+	// towards its kubelet (logs, exec, port-forward).
+	for _, c := range []struct {
+		file string
+		subj pkix.Name
+	}{
+		{"kubelet-client", pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}}},
+		{"node", pkix.Name{CommonName: "system:node:kiln-node", Organization: []string{"system:nodes"}}},
+		{"kube-proxy", pkix.Name{CommonName: "system:kube-proxy"}},
+	} {
+		sign(out(c.file+".crt"), &x509.Certificate{
+			Subject:     c.subj,
+			KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}, caCert, newKey(out(c.file+".key")), caKey)
+	}
 
 	saKey := newKey(out("sa.key"))
 	pub, err := x509.MarshalPKIXPublicKey(saKey.Public())

@@ -41,6 +41,11 @@ func Cluster(t testing.TB) *rest.Config {
 // "restricted" profile, and deletes it when the test ends.
 func Namespace(t testing.TB, cfg *rest.Config, prefix string) string {
 	t.Helper()
+	return namespace(t, cfg, prefix, nil)
+}
+
+func namespace(t testing.TB, cfg *rest.Config, prefix string, annotations map[string]string) string {
+	t.Helper()
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +53,7 @@ func Namespace(t testing.TB, cfg *rest.Config, prefix string) string {
 	ctx := context.Background()
 	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		GenerateName: prefix + "-",
+		Annotations:  annotations,
 		Labels: map[string]string{
 			"pod-security.kubernetes.io/enforce": "restricted",
 			"pod-security.kubernetes.io/warn":    "restricted",

@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kiln-dev/kiln/patterns"
+	"github.com/kiln-dev/kiln/spec"
 )
 
 // Root is the module's root directory.
@@ -54,4 +57,21 @@ func Interrupt(cmd *exec.Cmd, within time.Duration) error {
 	case <-time.After(within):
 		return fmt.Errorf("%s did not stop within %s of Ctrl-C", cmd.Path, within)
 	}
+}
+
+// Topology asks the program bin for its spec (KILN_ROLE=describe) and
+// works out its topology, as the driver does.
+func Topology(bin string) (*patterns.Topology, error) {
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), patterns.EnvRole+"="+string(patterns.RoleDescribe))
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s with %s=%s: %w", bin, patterns.EnvRole, patterns.RoleDescribe, err)
+	}
+	app, err := spec.Parse(out)
+	if err != nil {
+		return nil, err
+	}
+	app.SetDefaults()
+	return patterns.Build(app)
 }

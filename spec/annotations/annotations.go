@@ -67,8 +67,27 @@
 //	         on-leaf-error=fail|partial   scatter.on_leaf_error; default fail
 //	spread   replicas=N          spread.replicas (required)
 //	         choice=random|two-choices    spread.choice; default two-choices
+//	shard,   routers=N           routers: how many routers a cluster runs;
+//	scatter,                     default 2
+//	spread
+//	every    egress=CIDR,...     egress: address blocks outside the app
+//	                             that the service reaches on a cluster
 //	serving  port=N              port, 1–65535; default 8080 (every pattern
 //	         public              but job and cron); public=true or public=false
+//	shard,   storage=SIZE        storage.size: a volume per shard or leaf,
+//	scatter                      which the program finds as
+//	                             sdk.Self().Data, like 1Gi
+//	         storage-path=PATH   storage.path; default /data
+//	         storage-class=NAME  storage.class, for Kubernetes
+//	serving  lease=NAME          leases[0].name: a lease the service's
+//	                             replicas, shards or leaves take with
+//	                             sdk.Lock or sdk.Lead; default the
+//	                             service's name when one of the two below
+//	                             is given
+//	         lease-duration=DURATION  leases[0].duration; default 15s
+//	         lead=Ident          a Go function of the package that runs
+//	                             while its process holds the lease:
+//	                             func Ident(ctx context.Context, token uint64) error
 //	job      completions=N       job.completions; default 1
 //	         parallelism=N       job.parallelism; default 1
 //	         retries=N           job.retries, N ≥ 0; default 0
@@ -201,6 +220,10 @@ type Service struct {
 	// says it works on []patterns.LeafResponse.
 	Gather    string
 	GatherRaw bool
+	// Lead is the leader function (lead=Lead), func Name(ctx
+	// context.Context, token uint64) error, which the generated main hands
+	// to sdk.Leader with the service's lease; "" for none.
+	Lead string
 	// Pos is the position of the //kiln:service annotation.
 	Pos token.Position
 }

@@ -170,6 +170,9 @@ func (g *generator) body() string {
 			}
 			fmt.Fprintf(&b, ", sdk.%s(%s, %s.%s)", fn, strconv.Quote(sv.Gather), g.alias, sv.Gather)
 		}
+		if sv.Lead != "" {
+			fmt.Fprintf(&b, ", sdk.Leader(%s, %s.%s)", strconv.Quote(s.Leases[0].Name), g.alias, sv.Lead)
+		}
 		b.WriteString(")\n")
 	}
 	b.WriteString("app.Run()\n}\n")
@@ -222,6 +225,12 @@ func (g *generator) service(s *spec.Service, sv Service) string {
 	}
 	if s.Public {
 		fs = append(fs, field{"Public", "true"})
+	}
+	if s.Routers != 0 {
+		fs = append(fs, field{"Routers", strconv.Itoa(s.Routers)})
+	}
+	if len(s.Egress) > 0 {
+		fs = append(fs, field{"Egress", fmt.Sprintf("%#v", s.Egress)})
 	}
 	switch {
 	case s.Simple != nil:
@@ -282,6 +291,27 @@ func (g *generator) service(s *spec.Service, sv Service) string {
 			cf = append(cf, field{"Job", literal("spec.Job", jf)})
 		}
 		fs = append(fs, field{"Cron", "&" + literal("spec.Cron", cf)})
+	}
+	if st := s.Storage; st != nil {
+		sf := []field{{"Size", goString(st.Size)}}
+		if st.Path != spec.DefaultStoragePath {
+			sf = append(sf, field{"Path", goString(st.Path)})
+		}
+		if st.Class != "" {
+			sf = append(sf, field{"Class", goString(st.Class)})
+		}
+		fs = append(fs, field{"Storage", "&" + literal("spec.Storage", sf)})
+	}
+	if len(s.Leases) > 0 {
+		ls := make([]string, len(s.Leases))
+		for i, l := range s.Leases {
+			lf := []field{{"Name", strconv.Quote(l.Name)}}
+			if l.Duration != 0 && l.Duration != spec.DefaultLeaseDuration {
+				lf = append(lf, field{"Duration", "spec.Duration(" + g.duration(l.Duration.D()) + ")"})
+			}
+			ls[i] = strings.TrimPrefix(literal("spec.Lease", lf), "spec.Lease")
+		}
+		fs = append(fs, field{"Leases", "[]spec.Lease{" + strings.Join(ls, ", ") + "}"})
 	}
 	// A service literal is always written one field a line, as the SDK's
 	// examples do.

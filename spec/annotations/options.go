@@ -22,12 +22,12 @@ var jobOptions = []string{"completions", "parallelism", "retries", "deadline"}
 // patternOptions are the options each pattern takes, in the order messages
 // list them.
 var patternOptions = map[string][]string{
-	"simple":  {"replicas", "port", "public"},
-	"shard":   {"shards", "key", "ambassador", "port", "public"},
-	"scatter": {"leaves", "gather", "timeout", "on-leaf-error", "port", "public"},
-	"spread":  {"replicas", "choice", "port", "public"},
-	"job":     jobOptions,
-	"cron":    append([]string{"schedule", "time-zone", "concurrency", "starting-deadline", "suspend"}, jobOptions...),
+	"simple":  {"replicas", "port", "public", "egress", "lease", "lease-duration", "lead"},
+	"shard":   {"shards", "key", "ambassador", "routers", "port", "public", "egress", "storage", "storage-path", "storage-class", "lease", "lease-duration", "lead"},
+	"scatter": {"leaves", "gather", "timeout", "on-leaf-error", "routers", "port", "public", "egress", "storage", "storage-path", "storage-class", "lease", "lease-duration", "lead"},
+	"spread":  {"replicas", "choice", "routers", "port", "public", "egress", "lease", "lease-duration", "lead"},
+	"job":     append(slices.Clone(jobOptions), "egress"),
+	"cron":    append(append([]string{"schedule", "time-zone", "concurrency", "starting-deadline", "suspend"}, jobOptions...), "egress"),
 }
 
 // requiredOptions are the options a pattern cannot do without.
@@ -40,8 +40,8 @@ var requiredOptions = map[string][]string{
 }
 
 // allOptions is every option, in the order messages list them.
-var allOptions = []string{"replicas", "shards", "key", "ambassador", "leaves", "gather", "timeout", "on-leaf-error", "choice", "port", "public",
-	"schedule", "time-zone", "concurrency", "starting-deadline", "suspend", "completions", "parallelism", "retries", "deadline"}
+var allOptions = []string{"replicas", "shards", "key", "ambassador", "leaves", "gather", "timeout", "on-leaf-error", "choice", "routers", "port", "public", "egress",
+	"storage", "storage-path", "storage-class", "lease", "lease-duration", "lead", "schedule", "time-zone", "concurrency", "starting-deadline", "suspend", "completions", "parallelism", "retries", "deadline"}
 
 // examples show each option written out, for messages.
 var examples = map[string]string{
@@ -54,8 +54,16 @@ var examples = map[string]string{
 	"timeout":           "timeout=500ms",
 	"on-leaf-error":     "on-leaf-error=partial",
 	"choice":            "choice=random",
+	"routers":           "routers=3",
+	"egress":            "egress=10.20.0.0/16,0.0.0.0/0",
 	"port":              "port=8081",
 	"public":            "public",
+	"storage":           "storage=1Gi",
+	"storage-path":      "storage-path=/data",
+	"storage-class":     "storage-class=fast",
+	"lease":             "lease=compactor",
+	"lease-duration":    "lease-duration=15s",
+	"lead":              "lead=Compact",
 	"schedule":          `schedule="*/5 * * * *"`,
 	"time-zone":         "time-zone=Europe/Paris",
 	"concurrency":       "concurrency=forbid",
@@ -68,7 +76,8 @@ var examples = map[string]string{
 }
 
 // fields are the spec fields each option sets, under the pattern's field
-// (or the service, for port and public), as spec.Path names them.
+// (or the service, for port and public, or its first lease, for the lease
+// options), as spec.Path names them.
 var fields = map[string]string{
 	"replicas":          "replicas",
 	"shards":            "shards",
@@ -79,8 +88,16 @@ var fields = map[string]string{
 	"timeout":           "timeout",
 	"on-leaf-error":     "on_leaf_error",
 	"choice":            "choice",
+	"routers":           "routers",
+	"egress":            "egress",
 	"port":              "port",
 	"public":            "public",
+	"storage":           "size",
+	"storage-path":      "path",
+	"storage-class":     "class",
+	"lease":             "name",
+	"lease-duration":    "duration",
+	"lead":              "name",
 	"schedule":          "schedule",
 	"time-zone":         "time_zone",
 	"concurrency":       "concurrency_policy",
@@ -114,6 +131,8 @@ func patternsOf(name string) []string {
 // a spec.Service.
 type values struct {
 	replicas, shards, leaves, port int
+	routers                        int
+	egress                         []string
 	public                         bool
 	key                            spec.Key
 	keyFunc                        word // key=func:Ident, the Ident
@@ -122,6 +141,11 @@ type values struct {
 	goGather                       word // gather=Ident for a Go gather
 	timeout                        spec.Duration
 	onLeafError, choice            string
+	storage, storagePath           string
+	storageClass                   string
+	lease                          string
+	leaseDuration                  spec.Duration
+	lead                           word // lead=Ident, the leader function
 
 	completions, parallelism, retries int
 	deadline, startingDeadline        spec.Duration
@@ -250,12 +274,14 @@ func (p *reader) badQuoted(pos token.Pos, lhs, value string) {
 // says whether it is usable. inner is the position of byte off of s.
 func (p *reader) readValue(v *values, name, s string, pos token.Pos, inner func(off int) token.Pos) bool {
 	switch name {
-	case "replicas", "shards", "leaves":
+	case "replicas", "shards", "leaves", "routers":
 		n, ok := p.count(name, s, pos)
 		if !ok {
 			return false
 		}
 		switch name {
+		case "routers":
+			v.routers = n
 		case "replicas":
 			v.replicas = n
 		case "shards":
@@ -325,6 +351,27 @@ func (p *reader) readValue(v *values, name, s string, pos token.Pos, inner func(
 		} else {
 			v.startingDeadline = spec.Duration(d)
 		}
+	case "storage":
+		v.storage = s // spec.Validate checks these three
+	case "storage-path":
+		v.storagePath = s
+	case "storage-class":
+		v.storageClass = s
+	case "lease":
+		v.lease = s // spec.Validate checks the name
+	case "lease-duration":
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			p.errorf(pos, "bad duration %q for lease-duration; want a Go duration with a unit, like %s", s, examples[name])
+			return false
+		}
+		v.leaseDuration = spec.Duration(d) // spec.Validate checks the range
+	case "lead":
+		if !token.IsIdentifier(s) {
+			p.errorf(pos, "bad value %q for lead; want the name of a Go function of package %s, like %s", s, p.pkg.Name, examples[name])
+			return false
+		}
+		v.lead = word{text: s, pos: pos}
 	case "schedule":
 		v.schedule = s // spec.Validate parses it, and says why at this word
 	case "time-zone":
@@ -339,6 +386,9 @@ func (p *reader) readValue(v *values, name, s string, pos token.Pos, inner func(
 		return p.readKey(v, s, pos, inner)
 	case "ambassador":
 		v.ambassador = s
+	case "egress":
+		// Each block is checked, at this word, with the spec.
+		v.egress = strings.Split(s, ",")
 	case "gather":
 		switch {
 		case builtinGather(s):

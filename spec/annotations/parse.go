@@ -1,6 +1,7 @@
 package annotations
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"go/ast"
@@ -480,7 +481,7 @@ func (p *reader) checkPlace(d *directive, o owner) {
 // was set.
 func (p *reader) add(s *serviceAnn) {
 	v, pat := s.values, s.pattern.text
-	svc := spec.Service{Name: s.name.text, Port: v.port, Public: v.public}
+	svc := spec.Service{Name: s.name.text, Port: v.port, Public: v.public, Routers: v.routers, Egress: v.egress}
 	switch pat {
 	case "simple":
 		svc.Simple = &spec.Simple{Replicas: v.replicas}
@@ -498,6 +499,13 @@ func (p *reader) add(s *serviceAnn) {
 			Job: spec.Job{Completions: v.completions, Parallelism: v.parallelism, Retries: v.retries, Deadline: v.deadline},
 		}
 	}
+	if v.storage != "" || v.storagePath != "" || v.storageClass != "" {
+		svc.Storage = &spec.Storage{Size: v.storage, Path: v.storagePath, Class: v.storageClass}
+	}
+	if v.lease != "" || v.leaseDuration != 0 || v.lead.text != "" {
+		// One lease a service, named after it unless lease= names it.
+		svc.Leases = []spec.Lease{{Name: cmp.Or(v.lease, svc.Name), Duration: v.leaseDuration}}
+	}
 	i := len(p.pkg.App.Services)
 	p.pkg.App.Services = append(p.pkg.App.Services, svc)
 	p.pkg.Services = append(p.pkg.Services, Service{Name: svc.Name, Pos: p.fset.Position(s.d.pos())})
@@ -510,12 +518,37 @@ func (p *reader) add(s *serviceAnn) {
 	for name, w := range s.at {
 		fp := sp.Dot(pat).Dot(fields[name])
 		switch {
-		case name == "port" || name == "public":
+		case name == "port" || name == "public" || name == "routers":
 			fp = sp.Dot(fields[name])
+		case name == "egress":
+			fp = sp.Dot(fields[name])
+			for i := range v.egress {
+				p.places[fp.Index(i)] = place{pos: w.pos, label: name}
+			}
+		case strings.HasPrefix(name, "storage"):
+			fp = sp.Dot("storage").Dot(fields[name])
+			if _, ok := p.places[sp.Dot("storage")]; !ok {
+				p.places[sp.Dot("storage")] = place{pos: w.pos, label: name}
+			}
+		case name == "lease" || name == "lease-duration" || name == "lead":
+			fp = sp.Dot("leases").Index(0).Dot(fields[name])
+			if _, ok := p.places[sp.Dot("leases")]; !ok {
+				p.places[sp.Dot("leases")] = place{pos: w.pos, label: name}
+			}
 		case pat == "cron" && slices.Contains(jobOptions, name):
 			fp = sp.Dot(pat).Dot("job").Dot(fields[name])
 		}
 		p.places[fp] = place{pos: w.pos, label: name}
+	}
+	if _, ok := s.at["storage"]; svc.Storage != nil && !ok {
+		// A storage option without storage=SIZE: the size is missing
+		// from the first one's word.
+		for _, name := range []string{"storage-path", "storage-class"} {
+			if w, ok := s.at[name]; ok {
+				p.places[sp.Dot("storage").Dot("size")] = place{pos: w.pos - token.Pos(len(name)+1), label: "storage"}
+				break
+			}
+		}
 	}
 	if w, ok := s.at["key"]; ok && v.key.Regexp != "" {
 		p.places[sp.Dot(pat).Dot("key").Dot("regexp")] = place{pos: w.pos, label: "key regexp"}

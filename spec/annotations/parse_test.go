@@ -104,7 +104,7 @@ func Migrate(ctx context.Context) error { return nil }`,
 		src: `package kv; import "context"
 //kiln:job migrate concurrency=forbid
 func Migrate(ctx context.Context) error { return nil }`,
-		want: `kv.go:2:20: concurrency is an option of cron, not job; a job service takes completions, parallelism, retries and deadline`,
+		want: `kv.go:2:20: concurrency is an option of cron, not job; a job service takes completions, parallelism, retries, deadline and egress`,
 	},
 	{
 		name: "negative retries",
@@ -157,20 +157,20 @@ type Report struct{}`,
 		name: "unknown option with a likely typo",
 		src: `//kiln:service kv shard shads=3 key=path:2
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:25: unknown option "shads" (did you mean shards?); a shard service takes shards, key, ambassador, port and public`,
+		want: `kv.go:2:25: unknown option "shads" (did you mean shards?); a shard service takes shards, key, ambassador, routers, port, public, egress, storage, storage-path, storage-class, lease, lease-duration and lead`,
 	},
 	{
 		name: "unknown option",
 		src: `//kiln:service kv shard shards=3 key=path:2 colour=red
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:45: unknown option "colour"; a shard service takes shards, key, ambassador, port and public`,
+		want: `kv.go:2:45: unknown option "colour"; a shard service takes shards, key, ambassador, routers, port, public, egress, storage, storage-path, storage-class, lease, lease-duration and lead`,
 	},
 	{
 		name: "unknown option of an unknown pattern",
 		src: `//kiln:service kv shrad colour=red
 func NewKV() http.Handler { return nil }`,
 		want: `kv.go:2:19: unknown pattern "shrad" (did you mean shard?); use simple, shard, scatter, spread, job or cron
-kv.go:2:25: unknown option "colour"; the options are replicas, shards, key, ambassador, leaves, gather, timeout, on-leaf-error, choice, port, public, schedule, time-zone, concurrency, starting-deadline, suspend, completions, parallelism, retries and deadline`,
+kv.go:2:25: unknown option "colour"; the options are replicas, shards, key, ambassador, leaves, gather, timeout, on-leaf-error, choice, routers, port, public, egress, storage, storage-path, storage-class, lease, lease-duration, lead, schedule, time-zone, concurrency, starting-deadline, suspend, completions, parallelism, retries and deadline`,
 	},
 	{
 		name: "unknown pattern",
@@ -311,10 +311,73 @@ func NewSearch() http.Handler { return nil }`,
 		want: `kv.go:2:47: bad gather "merge-all"; want concat, merge, first or the name of a Go gather function of package kv`,
 	},
 	{
+		name: "egress that is no address block",
+		src: `//kiln:service web simple replicas=2 egress=0.0.0.0/0,internal
+func New() http.Handler { return nil }`,
+		want: `kv.go:2:45: egress "internal" is not an address block like "10.0.0.0/8", or "0.0.0.0/0" for anywhere`,
+	},
+	{
+		name: "too many routers",
+		src: `//kiln:service kv shard shards=3 key=path:2 routers=40
+func New() http.Handler { return nil }`,
+		want: `kv.go:2:53: routers must be in 1–16, got 40`,
+	},
+	{
+		name: "storage on replicas",
+		src: `//kiln:service web simple replicas=2 storage=1Gi
+func New() http.Handler { return nil }`,
+		want: `kv.go:2:38: storage is an option of shard and scatter, not simple; a simple service takes replicas, port, public, egress, lease, lease-duration and lead`,
+	},
+	{
+		name: "storage size that is no size",
+		src: `//kiln:service kv shard shards=3 key=path:2 storage=lots
+func NewKV() http.Handler { return nil }`,
+		want: `kv.go:2:53: storage "lots" is not a size like "512Mi" or "1Gi"`,
+	},
+	{
+		name: "storage path without a size",
+		src: `//kiln:service kv shard shards=3 key=path:2 storage-path=/var/kv
+func NewKV() http.Handler { return nil }`,
+		want: `kv.go:2:45: storage must be set, like "1Gi"`,
+	},
+	{
+		name: "lease duration too short",
+		src: `//kiln:service c simple replicas=3 lease=l lease-duration=1s
+func New() http.Handler { return nil }`,
+		want: `kv.go:2:59: lease-duration must be 2s to 1h, got 1s`,
+	},
+	{
+		name: "lease name not a label",
+		src: `//kiln:service c simple replicas=3 lease=Big_Lock
+func New() http.Handler { return nil }`,
+		want: `kv.go:2:42: lease "Big_Lock" is not a DNS label: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit`,
+	},
+	{
+		name: "leader function missing",
+		src: `//kiln:service c simple replicas=3 lead=Compact
+func New() http.Handler { return nil }`,
+		want: `kv.go:2:41: no func Compact in package kv; want func Compact(ctx context.Context, token uint64) error`,
+	},
+	{
+		name: "leader function of the wrong type",
+		src: `//kiln:service c simple replicas=3 lead=Compact
+func New() http.Handler { return nil }
+func Compact(token int) error { return nil }`,
+		want: `kv.go:2:41: leader function Compact is func(token int) error; want func Compact(ctx context.Context, token uint64) error`,
+	},
+	{
+		name: "lease on a job",
+		raw:  true,
+		src: `package kv; import "context"
+//kiln:job migrate lease=l
+func Migrate(ctx context.Context) error { return nil }`,
+		want: `kv.go:2:20: lease is an option of simple, shard, scatter and spread, not job; a job service takes completions, parallelism, retries, deadline and egress`,
+	},
+	{
 		name: "option of another pattern",
 		src: `//kiln:service kv shard shards=3 key=path:2 leaves=4
 func NewKV() http.Handler { return nil }`,
-		want: `kv.go:2:45: leaves is an option of scatter, not shard; a shard service takes shards, key, ambassador, port and public`,
+		want: `kv.go:2:45: leaves is an option of scatter, not shard; a shard service takes shards, key, ambassador, routers, port, public, egress, storage, storage-path, storage-class, lease, lease-duration and lead`,
 	},
 	{
 		name: "two annotations on one func",
@@ -635,15 +698,15 @@ type Search struct{}
 `
 	want := `kv.go:2:12: app name "Shop" is not a DNS label: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit
 kv.go:3:36: replicas=0 is out of range; want at least 1
-kv.go:3:38: unknown option "colour"; a simple service takes replicas, port and public
+kv.go:3:38: unknown option "colour"; a simple service takes replicas, port, public, egress, lease, lease-duration and lead
 kv.go:3:54: port=0 is out of range; want a port in 1–65535
 kv.go:4:13: parameter cart of NewWeb names no service of package kv; its services are inner, kv, search and web
 kv.go:4:29: parameter n of NewWeb is int; a handler func takes only *sdk.Conn parameters, each named after the service it dials
 kv.go:4:36: NewWeb returns string; want func NewWeb(cart *sdk.Conn) http.Handler
 kv.go:6:19: a shard service needs option shards; add shards=3
-kv.go:6:25: leaves is an option of scatter, not shard; a shard service takes shards, key, ambassador, port and public
+kv.go:6:25: leaves is an option of scatter, not shard; a shard service takes shards, key, ambassador, routers, port, public, egress, storage, storage-path, storage-class, lease, lease-duration and lead
 kv.go:6:43: bad path segment "x" in key=path:x; want a whole number ≥ 1, like key=path:2
-kv.go:6:45: timeout is an option of scatter, not shard; a shard service takes shards, key, ambassador, port and public
+kv.go:6:45: timeout is an option of scatter, not shard; a shard service takes shards, key, ambassador, routers, port, public, egress, storage, storage-path, storage-class, lease, lease-duration and lead
 kv.go:7:6: newKV is not exported; the generated main package calls it, so rename it NewKV
 kv.go:9:1: unknown annotation //kiln:servce (did you mean //kiln:service?); kiln reads //kiln:service, //kiln:job, //kiln:cron and //kiln:app
 kv.go:12:47: no func Merge in package kv; want func Merge(parts []T) (T, error) or func Merge(parts []patterns.LeafResponse) (patterns.Response, error)
@@ -659,7 +722,7 @@ kv.go:19:6: Search has no ServeHTTP method in package kv; want func (h *Search) 
 
 // goodPackages are the annotated packages under testdata/good; each
 // compiles.
-var goodPackages = []string{"simple", "shard", "scatter", "spread", "shop", "funcs", "types", "clash", "batch"}
+var goodPackages = []string{"simple", "shard", "scatter", "spread", "shop", "funcs", "types", "clash", "batch", "leases"}
 
 const goodImport = "github.com/kiln-dev/kiln/spec/annotations/testdata/good/"
 

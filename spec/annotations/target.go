@@ -246,6 +246,22 @@ func (p *reader) checkFuncs(s *serviceAnn) {
 			}
 		}
 	}
+	if w := s.values.lead; w.text != "" {
+		name := w.text
+		want := fmt.Sprintf("func %s(ctx context.Context, token uint64) error", name)
+		if d, ok := p.lookupFunc(w, "leader function", want); ok {
+			out.Lead = name
+			if !ast.IsExported(name) {
+				p.errorf(w.pos, "leader function %s is not exported; the generated main package passes it to sdk.Leader, so rename it %s", name, exported(name))
+			}
+			ft := d.fd.Type
+			ps, rs := flatten(ft.Params), flatten(ft.Results)
+			if hasTypeParams(ft.TypeParams) || len(ps) != 2 || !d.fi.is(ps[0].typ, contextPath, "Context") || !isIdent(ps[1].typ, "uint64") ||
+				len(rs) != 1 || !isIdent(rs[0].typ, "error") {
+				p.errorf(w.pos, "leader function %s is %s; want %s", name, exprString(ft), want)
+			}
+		}
+	}
 }
 
 func isIdent(e ast.Expr, name string) bool {

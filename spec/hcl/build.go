@@ -176,6 +176,13 @@ func (l *loader) service(p spec.Path, h *serviceHeader, ctx *hclv2.EvalContext) 
 	l.at(p.Dot("port"), b.PortRange)
 	s.Public = b.Public
 	l.at(p.Dot("public"), b.PublicRange)
+	s.Routers = b.Routers
+	l.at(p.Dot("routers"), b.RouterRange)
+	s.Egress = b.Egress
+	l.at(p.Dot("egress"), b.EgressRange)
+	for i := range b.Egress {
+		l.at(p.Dot("egress").Index(i), b.EgressRange)
+	}
 	s.Env = l.stringMap(p.Dot("env"), b.Env, b.EnvRange, ctx)
 
 	if len(b.Simple)+len(b.Shard)+len(b.Scatter)+len(b.Spread)+len(b.Job)+len(b.Cron) < countBlocks(h.Body, "simple", "shard", "scatter", "spread", "job", "cron") {
@@ -288,6 +295,26 @@ func (l *loader) service(p spec.Path, h *serviceHeader, ctx *hclv2.EvalContext) 
 		l.at(vp.Dot("name"), v.DefRange)
 		l.at(vp.Dot("path"), v.PathRange)
 		s.Volumes = append(s.Volumes, spec.Volume{Name: v.Name, Path: v.Path})
+	}
+	if x, ok := single(l, "storage", b.Storage); ok {
+		sp := p.Dot("storage")
+		l.at(sp, x.DefRange)
+		l.at(sp.Dot("size"), x.SizeRange)
+		l.at(sp.Dot("path"), x.PathRange)
+		l.at(sp.Dot("class"), x.ClassRange)
+		l.at(sp.Dot("on_delete"), x.OnDeleteRange)
+		l.at(sp.Dot("on_scale_down"), x.OnScaleDownRange)
+		s.Storage = &spec.Storage{Size: x.Size, Path: x.Path, Class: x.Class, OnDelete: x.OnDelete, OnScaleDown: x.OnScaleDown}
+	}
+	if len(b.Leases) > 0 {
+		l.at(p.Dot("leases"), b.Leases[0].DefRange)
+	}
+	for i, x := range b.Leases {
+		lp := p.Dot("leases").Index(i)
+		l.at(lp, x.DefRange)
+		l.at(lp.Dot("name"), x.DefRange)
+		l.at(lp.Dot("duration"), x.DurationRange)
+		s.Leases = append(s.Leases, spec.Lease{Name: x.Name, Duration: l.duration("duration", x.Duration, x.DurationRange)})
 	}
 	if x, ok := single(l, "probes", b.Probes); ok {
 		pp := p.Dot("probes")

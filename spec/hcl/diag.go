@@ -112,6 +112,11 @@ var nouns = map[string]string{
 	"parallelism":        "parallelism",
 	"retries":            "retry count",
 	"deadline":           "deadline",
+	"duration":           "lease duration",
+	"size":               "storage size",
+	"class":              "storage class",
+	"on_delete":          "storage deletion policy",
+	"on_scale_down":      "storage scale-down policy",
 	"schedule":           "cron schedule",
 	"time_zone":          "time zone",
 	"concurrency_policy": "concurrency policy",
@@ -133,6 +138,7 @@ var nouns = map[string]string{
 	"query":              "key query parameter",
 	"regexp":             "key regexp",
 	"replicas":           "replica count",
+	"routers":            "router count",
 	"shards":             "shard count",
 	"target_cpu":         "CPU target",
 	"timeout":            "timeout",
@@ -159,6 +165,8 @@ func noun(segs []segment) string {
 			return "environment variable"
 		case "ports":
 			return "container port"
+		case "egress":
+			return "egress block"
 		}
 		return "element"
 	}
@@ -171,6 +179,8 @@ func noun(segs []segment) string {
 			return "container name"
 		case "volumes":
 			return "volume name"
+		case "leases":
+			return "lease name"
 		}
 		if len(segs) == 1 {
 			return "app name"
@@ -179,6 +189,8 @@ func noun(segs []segment) string {
 		switch {
 		case list(3) == "volumes":
 			return "volume path"
+		case list(2) == "storage":
+			return "storage path"
 		case list(3) == "mounts":
 			return "mount path"
 		case list(2) == "readiness" || list(2) == "liveness":

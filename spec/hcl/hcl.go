@@ -26,6 +26,10 @@
 //	                          # main package, relative to this file; "."
 //	  port   = 8080           # optional
 //	  public = true           # optional
+//	  routers = 3             # optional: shard, scatter and spread; how
+//	                          # many routers a cluster runs (default 2)
+//	  egress = ["10.20.0.0/16"] # optional: address blocks outside the app
+//	                          # that its pods reach on a cluster
 //	  env    = { GREETING = "hello ${local.prefix}" }
 //
 //	  simple { replicas = 2 } # exactly one of simple, shard, scatter, spread,
@@ -52,6 +56,16 @@
 //	    image = "registry.example/migrate:1"
 //	  }
 //	  volume "cache" { path = "/var/cache" } # path optional
+//	  storage {               # shard and scatter only: a volume per instance
+//	    size          = "1Gi" # required
+//	    path          = "/data" # optional: where the container sees it
+//	    class         = "fast" # optional: the Kubernetes storage class
+//	    on_delete     = "retain" # optional: retain (default) or delete
+//	    on_scale_down = "retain" # optional: retain (default) or delete
+//	  }
+//	  lease "compactor" {     # taken with sdk.Lead or sdk.Lock by the
+//	    duration = "15s"      # service's replicas, shards or leaves;
+//	  }                       # duration optional, default 15s
 //	  probes {
 //	    readiness {
 //	      path   = "/ready"
@@ -99,9 +113,9 @@
 //	}
 //
 // A job or cron service serves nothing, so it takes no port, public,
-// probes, autoscale or sidecar.
+// probes, autoscale, sidecar or lease.
 //
-// Durations (timeout, period, deadline, starting_deadline) are strings in time.ParseDuration's form.
+// Durations (timeout, period, deadline, starting_deadline, duration) are strings in time.ParseDuration's form.
 // Expressions may use var.NAME, local.NAME, string templates and these
 // functions of go-cty's stdlib: abs, ceil, chomp, coalesce, coalescelist,
 // compact, concat, contains, distinct, element, flatten, floor, format,

@@ -161,6 +161,90 @@ type badCase struct {
 
 var badCases = []badCase{
 	{
+		name: "egress not a block",
+		src: `service "web" {
+  egress = ["0.0.0.0/0", "10.1.2.3/8"]
+  simple { replicas = 2 }
+}`,
+		at: "kiln.hcl:2,3-39", summary: "Invalid egress block", detail: `"10.1.2.3/8" has host bits set; write "10.0.0.0/8"`,
+	},
+	{
+		name: "routers on replicas",
+		src: `service "web" {
+  routers = 2
+  simple { replicas = 2 }
+}`,
+		at: "kiln.hcl:2,3-14", summary: "Invalid router count", detail: `a simple service has no router of its own; remove routers`,
+	},
+	{
+		name: "too many routers",
+		src: `service "kv" {
+  routers = 40
+  shard {
+    shards = 3
+    key { path_segment = 2 }
+  }
+}`,
+		at: "kiln.hcl:2,3-15", summary: "Invalid router count", detail: `routers must be in 1–16, got 40`,
+	},
+	{
+		name: "storage without a size",
+		src: `service "kv" {
+  shard {
+    shards = 3
+    key { path_segment = 2 }
+  }
+  storage { path = "/data" }
+}`,
+		at: "kiln.hcl:6,3-10", summary: "Missing storage size", detail: `In service "kv", storage.size must be set, like "1Gi".`,
+	},
+	{
+		name: "storage on replicas",
+		src: `service "web" {
+  simple { replicas = 2 }
+  storage { size = "1Gi" }
+}`,
+		at: "kiln.hcl:3,3-10", summary: "Invalid storage", detail: `only a shard or scatter service has storage`,
+	},
+	{
+		name: "unknown storage policy",
+		src: `service "kv" {
+  shard {
+    shards = 3
+    key { path_segment = 2 }
+  }
+  storage {
+    size      = "1Gi"
+    on_delete = "keep"
+  }
+}`,
+		at: "kiln.hcl:8,5-23", summary: "Invalid storage deletion policy", detail: `storage.on_delete must be one of "retain", "delete", got "keep"`,
+	},
+	{
+		name: "lease duration too short",
+		src: `service "compactor" {
+  simple { replicas = 3 }
+  lease "compactor" { duration = "1s" }
+}`,
+		at: "kiln.hcl:3,23-38", summary: "Invalid lease duration", detail: `In service "compactor", leases[0].duration must be 2s to 1h, got 1s.`,
+	},
+	{
+		name: "lease name not a label",
+		src: `service "compactor" {
+  simple { replicas = 3 }
+  lease "Compactor" {}
+}`,
+		at: "kiln.hcl:3,3-20", summary: "Invalid lease name", detail: `leases[0].name: "Compactor" is not a DNS label`,
+	},
+	{
+		name: "lease on a job",
+		src: `service "migrate" {
+  job {}
+  lease "l" {}
+}`,
+		at: "kiln.hcl:3,3-12", summary: "Invalid leases", detail: `a job service's runs do not elect`,
+	},
+	{
 		name: "invalid cron schedule",
 		src: `service "report" {
   cron { schedule = "every minute" }
@@ -934,7 +1018,7 @@ func TestFileDiagnosticsPlacesLaterSpecErrors(t *testing.T) {
 		{
 			name: "a wrapped single FieldError",
 			err:  fmt.Errorf("kubernetes: %w", &spec.FieldError{Path: spec.ServicePath(1, "kv"), Msg: "cannot run on this target"}),
-			want: goodPath + ":84,1-13 | Invalid service | Service \"kv\": cannot run on this target.",
+			want: goodPath + ":85,1-13 | Invalid service | Service \"kv\": cannot run on this target.",
 		},
 		{
 			name: "another error",

@@ -45,6 +45,10 @@ type serviceBody struct {
 	PortRange   hclv2.Range      `hcl:"port,attr_range"`
 	Public      bool             `hcl:"public,optional"`
 	PublicRange hclv2.Range      `hcl:"public,attr_range"`
+	Routers     int              `hcl:"routers,optional"`
+	RouterRange hclv2.Range      `hcl:"routers,attr_range"`
+	Egress      []string         `hcl:"egress,optional"`
+	EgressRange hclv2.Range      `hcl:"egress,attr_range"`
 	Env         hclv2.Expression `hcl:"env,optional"`
 	EnvRange    hclv2.Range      `hcl:"env,attr_range"`
 
@@ -60,6 +64,8 @@ type serviceBody struct {
 	Volumes   []*volumeBlock    `hcl:"volume,block"`
 	Probes    []*probesBlock    `hcl:"probes,block"`
 	Autoscale []*autoscaleBlock `hcl:"autoscale,block"`
+	Leases    []*leaseBlock     `hcl:"lease,block"`
+	Storage   []*storageBlock   `hcl:"storage,block"`
 }
 
 type simpleBlock struct {
@@ -182,6 +188,27 @@ type volumeBlock struct {
 	DefRange  hclv2.Range `hcl:",def_range"`
 }
 
+type storageBlock struct {
+	Size             string      `hcl:"size,optional"`
+	SizeRange        hclv2.Range `hcl:"size,attr_range"`
+	Path             string      `hcl:"path,optional"`
+	PathRange        hclv2.Range `hcl:"path,attr_range"`
+	Class            string      `hcl:"class,optional"`
+	ClassRange       hclv2.Range `hcl:"class,attr_range"`
+	OnDelete         string      `hcl:"on_delete,optional"`
+	OnDeleteRange    hclv2.Range `hcl:"on_delete,attr_range"`
+	OnScaleDown      string      `hcl:"on_scale_down,optional"`
+	OnScaleDownRange hclv2.Range `hcl:"on_scale_down,attr_range"`
+	DefRange         hclv2.Range `hcl:",def_range"`
+}
+
+type leaseBlock struct {
+	Name          string      `hcl:"name,label"`
+	Duration      string      `hcl:"duration,optional"`
+	DurationRange hclv2.Range `hcl:"duration,attr_range"`
+	DefRange      hclv2.Range `hcl:",def_range"`
+}
+
 type probesBlock struct {
 	Readiness []*probeBlock `hcl:"readiness,block"`
 	Liveness  []*probeBlock `hcl:"liveness,block"`
@@ -219,3 +246,4 @@ func (b *quantitiesBlock) defRange() hclv2.Range { return b.DefRange }
 func (b *probesBlock) defRange() hclv2.Range     { return b.DefRange }
 func (b *probeBlock) defRange() hclv2.Range      { return b.DefRange }
 func (b *autoscaleBlock) defRange() hclv2.Range  { return b.DefRange }
+func (b *storageBlock) defRange() hclv2.Range    { return b.DefRange }

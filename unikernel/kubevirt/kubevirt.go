@@ -185,6 +185,15 @@ func RenderApp(app *spec.App, o Options) ([]metav1.Object, error) {
 	if err := t.NoJobs("kubevirt"); err != nil {
 		return nil, err
 	}
+	if err := t.NoLeases("kubevirt"); err != nil {
+		return nil, err
+	}
+	if err := t.NoStorage("kubevirt"); err != nil {
+		// KubeVirt would hand each VM its claim as a blank disk, and the
+		// guest has no mkfs to format it: the vm target formats its disks
+		// on the host, before QEMU starts.
+		return nil, fmt.Errorf("%w; on a cluster, kiln deploy runs it as containers, each instance with a claim of its own", err)
+	}
 	if o.Memory == 0 {
 		o.Memory = DefaultMemory
 	}
@@ -299,7 +308,7 @@ func (r *renderer) service(s *spec.Service, t *patterns.Topology) error {
 		r.replicaSet(s, back.Name(), back.Role, backLabels, back.Replicas, 0, back.Replicas, nil, "", "")
 	}
 	frontLabels := r.labels(s, front.Role)
-	r.replicaSet(s, front.Name(), front.Role, frontLabels, 1, 0, 1, peers, "", "")
+	r.replicaSet(s, front.Name(), front.Role, frontLabels, s.RouterReplicas(), 0, 1, peers, "", "")
 	r.addService(s.Name, s, frontLabels, port, false)
 	return nil
 }
@@ -315,6 +324,10 @@ func (r *renderer) replicaSet(s *spec.Service, name string, role patterns.Role, 
 	w := patterns.Workload{Service: s.Name, Role: role, Replicas: count, Env: s.Env}
 	env := w.RoleEnv(index, peers, r.services)
 	env[patterns.EnvAddr] = ":" + strconv.Itoa(port)
+	if role == patterns.RoleRouter || role == patterns.RoleRoot {
+		// As on pods: its backends may have no DNS name yet when it starts.
+		env[patterns.EnvWarm] = "0"
+	}
 	grace := int64(patterns.DefaultGrace.Seconds())
 	vmi := kubevirtv1.VirtualMachineInstanceSpec{
 		Domain: kubevirtv1.DomainSpec{

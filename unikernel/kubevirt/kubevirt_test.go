@@ -251,3 +251,14 @@ func matches(sel, labels map[string]string) bool {
 	}
 	return true
 }
+
+// TestKubeVirtRefusesStorageSayingWhereItRuns: the guest could not format
+// a blank claim, so a service that keeps storage goes to the cluster as
+// containers.
+func TestKubeVirtRefusesStorageSayingWhereItRuns(t *testing.T) {
+	_, err := RenderApp(example(t, "kvstore"), Options{Image: "reg/kvstore-vm:1"})
+	want := `service "kvstore" keeps storage, which the kubevirt target does not give yet: the local, docker, kubernetes and vm targets do; on a cluster, kiln deploy runs it as containers, each instance with a claim of its own`
+	if err == nil || err.Error() != want {
+		t.Errorf("RenderApp(kvstore) = %v, want %q", err, want)
+	}
+}

@@ -12,15 +12,28 @@
 //     /etc/kiln/app.json), the entry points on 0.0.0.0 from kiln.port up and
 //     the backends on 127.0.0.1, restarting any that exits.
 //
+// A shard or leaf that keeps storage (spec.Storage) gets a virtio block
+// device of its own, which the host attached and formatted: kiln.disks
+// names the instance of each device, and the init mounts each one at
+// MountPoint (Storage.Path/SERVICE/INSTANCE, /data/kv/shard-2 by default)
+// and gives that directory to its instance alone as KILN_DATA. The
+// instances share one root file system, so none of them is given
+// Storage.Path itself.
+//
 // With kiln.ctl=PORT it serves POST /stop on that port: the entry points
-// get SIGTERM and drain, then the backends, and the machine powers off, the
-// same order in which the local target stops processes on Ctrl-C.
+// get SIGTERM and drain, then the backends, the disks are unmounted, and
+// the machine powers off, the same order in which the local target stops
+// processes on Ctrl-C.
 //
 // Main never returns. When the program ends it prints the exit status on
 // the console and powers the machine off.
 package vminit
 
-import "time"
+import (
+	"path"
+	"strconv"
+	"time"
+)
 
 // Kernel command line keys that Main reads.
 const (
@@ -36,7 +49,22 @@ const (
 	// passes the cluster's DNS on the command line instead.
 	ArgDNS    = "kiln.dns"
 	ArgSearch = "kiln.search"
+	// ArgDisks names the instance each disk belongs to, as
+	// SERVICE/INSTANCE,...: the i-th is the block device whose serial
+	// number is DiskSerial(i).
+	ArgDisks = "kiln.disks"
 )
+
+// DiskSerial is the serial number of disk i of kiln.disks. The init finds
+// a disk by it rather than by its name (vda, vdb, ...), which follows the
+// order in which the kernel happens to probe the devices.
+func DiskSerial(i int) string { return "kiln-disk-" + strconv.Itoa(i) }
+
+// MountPoint is where instance (such as "shard-2") of service finds its
+// disk in the guest, under its storage's path: its KILN_DATA.
+func MountPoint(storagePath, service, instance string) string {
+	return path.Join(storagePath, service, instance)
+}
 
 // StopPath on the control port stops the program the way Ctrl-C stops the
 // local target: entry points get SIGTERM first and drain, then the

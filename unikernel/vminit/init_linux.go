@@ -395,6 +395,10 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 			procs = append(procs, p)
 		}
 	}
+	data, err := mountDisks(t, args)
+	if err != nil {
+		return err
+	}
 	n := 0
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
@@ -402,6 +406,9 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 			p := procs[n]
 			n++
 			env := w.RoleEnv(r, peers[w.Backends], services)
+			if dir, ok := data[p.name]; ok {
+				env[patterns.EnvData] = dir
+			}
 			p.env = append(append([]string{}, base...), patterns.EnvListenFD+"=3")
 			for _, k := range slices.Sorted(maps.Keys(env)) {
 				p.env = append(p.env, k+"="+env[k])
@@ -423,6 +430,11 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 			}
 			wg.Wait()
 		}
+		for _, dir := range data {
+			if err := unix.Unmount(dir, 0); err != nil {
+				logf("unmount %s: %v", dir, err)
+			}
+		}
 	}
 	stopMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -440,6 +452,36 @@ func runTopology(base []string, args map[string]string, start time.Time) error {
 	}
 	fmt.Fprintf(console, "%s: %d processes in %s\n", ReadyLine, len(procs), time.Since(start).Round(time.Millisecond))
 	select {}
+}
+
+// mountDisks mounts the disk of each instance of t that keeps storage at
+// its MountPoint, and returns the mount point of each, by instance
+// ("kvstore/shard-0").
+func mountDisks(t *patterns.Topology, args map[string]string) (map[string]string, error) {
+	devs, err := findDisks(sysBlock, diskNames(args), 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]string{}
+	for _, w := range t.Workloads {
+		if w.Storage == nil {
+			continue
+		}
+		for r := 0; r < w.Replicas; r++ {
+			name := w.Service + "/" + w.Instance(r)
+			dev, ok := devs[name]
+			if !ok {
+				return nil, fmt.Errorf("%s keeps storage, and %s names no disk for it (the host attaches one per instance)", name, ArgDisks)
+			}
+			dir := MountPoint(w.Storage.Path, w.Service, w.Instance(r))
+			if err := mountDisk(dev, dir); err != nil {
+				return nil, fmt.Errorf("the storage of %s: %w", name, err)
+			}
+			logf("%s: %s on %s", name, dev, dir)
+			data[name] = dir
+		}
+	}
+	return data, nil
 }
 
 // supervise runs the process and restarts it when it exits, with a backoff

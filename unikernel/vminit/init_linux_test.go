@@ -1,8 +1,13 @@
 package vminit
 
 import (
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -52,5 +57,27 @@ func TestBootResolvConf(t *testing.T) {
 	}
 	if _, err := resolvConfText(parseCmdline("kiln.dns=cluster-dns")); err == nil {
 		t.Error("kiln.dns=cluster-dns is accepted")
+	}
+}
+
+func TestEachDiskIsFoundByItsSerialWhateverItsDeviceName(t *testing.T) {
+	sys := t.TempDir()
+	for dev, serial := range map[string]string{"vda": "kiln-disk-1\n", "vdb": "kiln-disk-0", "vdc": "someone-else"} {
+		os.MkdirAll(filepath.Join(sys, dev), 0o755)
+		os.WriteFile(filepath.Join(sys, dev, "serial"), []byte(serial), 0o644)
+	}
+	os.MkdirAll(filepath.Join(sys, "loop0"), 0o755) // no serial at all
+	names := diskNames(parseCmdline("quiet " + ArgDisks + "=kv/shard-0,kv/shard-1"))
+	got, err := findDisks(sys, names, time.Second)
+	want := map[string]string{"kv/shard-0": "/dev/vdb", "kv/shard-1": "/dev/vda"}
+	if err != nil || !maps.Equal(got, want) {
+		t.Errorf("findDisks(%q) = %v, %v; want %v", names, got, err, want)
+	}
+	_, err = findDisks(sys, append(names, "kv/shard-2"), 50*time.Millisecond)
+	if want := "no block device for the disks of kv/shard-2 (serial kiln-disk-2)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("findDisks of a disk that is missing = %v, want %q", err, want)
+	}
+	if got, err := findDisks(sys, diskNames(parseCmdline("quiet")), time.Hour); got != nil || err != nil {
+		t.Errorf("findDisks without %s = %v, %v; want nothing, at once", ArgDisks, got, err)
 	}
 }

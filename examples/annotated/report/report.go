@@ -6,6 +6,7 @@ package report
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,6 +24,9 @@ type Summary struct {
 	Files  int       `json:"files"`
 	Bytes  int64     `json:"bytes"`
 	Newest string    `json:"newest,omitempty"` // the file modified last
+	// Skipped counts the entries the run may not read, or that went away
+	// while it walked.
+	Skipped int `json:"skipped,omitempty"`
 }
 
 // Summarize writes one JSON line to stdout: how many files the directory
@@ -39,6 +43,10 @@ func Summarize(ctx context.Context) error {
 	s := Summary{At: time.Now().UTC().Truncate(time.Second), Dir: dir}
 	var newest time.Time
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if unreadable(err) && path != dir {
+			s.Skipped++
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -49,6 +57,10 @@ func Summarize(ctx context.Context) error {
 			return nil
 		}
 		info, err := d.Info()
+		if unreadable(err) {
+			s.Skipped++
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -63,4 +75,11 @@ func Summarize(ctx context.Context) error {
 		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(s)
+}
+
+// unreadable reports whether err is an entry not ours to read, or gone
+// while the run walked: in a container whose working directory is the
+// root, /proc and /sys hold such entries.
+func unreadable(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist)
 }

@@ -64,6 +64,7 @@ service "web" {
   }
   volume "cache" { path = "/var/cache" }
   volume "logs" {}
+  lease "compactor" { duration = "30s" }
   probes {
     readiness {
       path   = "/ready"
@@ -91,6 +92,8 @@ service "kv" {
 }
 
 service "users" {
+  routers = 3
+  egress  = ["10.20.0.0/16"]
   shard {
     shards = 2
     key { regexp = "^/users/([0-9]+)" }
@@ -115,6 +118,13 @@ service "carts" {
   shard {
     shards = 2
     key { func = "CartKey" }
+  }
+  storage {
+    size          = "2Gi"
+    path          = "/var/lib/carts"
+    class         = "fast"
+    on_delete     = "delete"
+    on_scale_down = "retain"
   }
 }
 

@@ -1,0 +1,52 @@
+// Package forward is kiln's HTTP/1.1 forwarding engine: it moves each
+// request to the backend its caller picks, and the answer back. Which
+// backend that is, and what a service answers itself, are the caller's
+// (package patterns' routers): the caller chooses, the engine moves bytes.
+//
+// A Proxy is configured through its fields and hooks, as
+// httputil.ReverseProxy is. It forwards on two paths that answer the same:
+//
+//   - ServeHTTP, an http.Handler built on httputil.ReverseProxy, for any
+//     request net/http serves;
+//   - the lane, which Serve runs in front of an http.Server, for plain
+//     requests.
+//
+// # The lane
+//
+// The lane forwards plain requests — HTTP/1.1, no upgrade, a head that
+// fits one 4 KB read buffer, a body of known length — on the client
+// connection's own goroutine: it parses the head, asks Pick for the
+// backend, writes the request to a pooled backend connection in one write
+// and relays the answer, streaming. A body too large for the read buffer
+// streams to the backend from a goroutine of its own, beside the answer. net/http's server and ReverseProxy do
+// the same job with about twice the CPU per request (a background reader
+// goroutine per request, header maps cloned and sorted both ways), which on
+// a core shared with the backends halves a router's throughput.
+//
+// The lane only has to recognise a plain request, never to reject one: a
+// connection whose next request is anything else (a chunked body, a
+// malformed head, HTTP/1.0, one Pick leaves to the handler with
+// ErrUseHandler) is handed, unread, to the http.Server, which serves it
+// and the rest of that connection with its handler. So nothing the lane
+// does not understand reaches a backend through it.
+//
+// Where the two paths answer differently, the lane is the more literal: it
+// does not guess a Content-Type for an answer that has none (net/http's
+// server sniffs one), and it refuses answers with folded header lines (502)
+// where http.Transport unfolds them. lane_test.go compares, request by
+// request, what clients and backends get on the two paths.
+//
+// # Draining
+//
+// Shutdown answers every request that reaches a connection accepted before
+// it, closing the connection after the answer; http.Server.Shutdown drops
+// one read after it began. Graceful gives any http.Server the same drain,
+// and the handler side of Serve uses it.
+//
+// # Sockets
+//
+// The lane and the Proxy's own transport (NewTransport) keep idle
+// connections to each backend in one pool, and read and write sockets with
+// raw system calls through the poller on Linux (sysconn_linux.go), which
+// the Go scheduler does not count as blocking.
+package forward

@@ -1,0 +1,249 @@
+package forward
+
+// Tests of how the lane behaves when clients, backends or shutdowns go
+// wrong.
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestLaneFramesWhatConnectionNames: a backend whose Connection header names
+// Content-Length still gets its answers delimited for the client, who reads
+// two answers on one connection, on both paths.
+func TestLaneFramesWhatConnectionNames(t *testing.T) {
+	backend := rawServer(t, func(req *http.Request, c net.Conn) {
+		if req.URL.Path == "/a" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello")
+		} else {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+		}
+	})
+	p := newProxy(backend)
+	for _, u := range []string{serve(t, p), reference(t, p)} {
+		answers := exchangeRaw(t, strings.TrimPrefix(u, "http://"), "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+		for i, want := range []string{"hello", "second"} {
+			if body, _ := io.ReadAll(answers[i].Body); string(body) != want {
+				t.Errorf("%s: answer %d is %q, want %q", u, i, body, want)
+			}
+		}
+	}
+}
+
+// TestPooledConnectionWithUnaskedBytesIsDropped: bytes a backend sends
+// after an answer (a body on a HEAD answer, written separately, as naive
+// servers do) never become the next request's answer, on any path.
+func TestPooledConnectionWithUnaskedBytesIsDropped(t *testing.T) {
+	backend := rawServer(t, func(req *http.Request, c net.Conn) {
+		if req.Method == http.MethodHead {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 44\r\n\r\n")
+			time.Sleep(20 * time.Millisecond)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstale!")
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	for _, tc := range []struct {
+		name  string
+		serve func(t *testing.T) string
+	}{
+		{"lane", func(t *testing.T) string { return serve(t, newProxy(backend)) }},
+		{"net/http with the Proxy's transport", func(t *testing.T) string { return reference(t, newProxy(backend)) }},
+		{"net/http with http.Transport", func(t *testing.T) string {
+			p := newProxy(backend)
+			p.Transport = newHTTPTransport()
+			return serve(t, p)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := tc.serve(t)
+			req, _ := http.NewRequest(http.MethodHead, base+"/a", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			time.Sleep(100 * time.Millisecond)
+			if _, body := fetch(t, base+"/b"); body != "ok" {
+				t.Errorf("GET /b got another request's bytes: %q", body)
+			}
+		})
+	}
+}
+
+// TestLaneClientHangUpLeavesNoBrokenConnection: a client that hangs up
+// while a slow backend answers (the watcher then cuts the backend
+// connection) leaves no broken connection in the pool: the next request
+// reaches the backend exactly once.
+func TestLaneClientHangUpLeavesNoBrokenConnection(t *testing.T) {
+	answer := make(chan struct{})
+	var free atomic.Bool
+	var twice atomic.Int64
+	backend := rawServer(t, func(req *http.Request, c net.Conn) {
+		if req.URL.Path == "/once" {
+			twice.Add(1)
+		}
+		if !free.Load() {
+			<-answer
+		}
+		io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+	})
+	base := serve(t, newProxy(backend))
+	laddr := strings.TrimPrefix(base, "http://")
+	for i := range 30 {
+		c, err := net.Dial("tcp", laddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+		time.Sleep(60 * time.Millisecond) // the watcher is in Peek(1)
+		go func() { answer <- struct{}{} }()
+		time.Sleep(time.Duration(i%30) * 5 * time.Microsecond)
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+		// A request after the hang-up reaches the backend once: a pooled
+		// connection left with the watcher's expired deadline would fail
+		// it after the write and send it again.
+		free.Store(true)
+		before := twice.Load()
+		if resp, _ := fetch(t, base+"/once"); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("iteration %d: GET /once answered %d", i, resp.StatusCode)
+		}
+		if n := twice.Load() - before; n != 1 {
+			t.Fatalf("iteration %d: one GET /once reached the backend %d times", i, n)
+		}
+		free.Store(false)
+	}
+}
+
+// TestLaneRetrySendsOnlyWhatItParsed: a GET retried after the backend
+// dropped it (past the watcher's 50 ms, so the client's next bytes were
+// read meanwhile) is the request the lane parsed, not those bytes: nothing
+// reaches the backend unparsed, and no other client gets its answer.
+func TestLaneRetrySendsOnlyWhatItParsed(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.RequestURI)
+		mu.Unlock()
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/slow"):
+			time.Sleep(120 * time.Millisecond)
+			panic(http.ErrAbortHandler) // the backend drops the connection unanswered
+		case r.URL.Path == "/smuggled":
+			time.Sleep(30 * time.Millisecond)
+			io.WriteString(w, "smuggled!")
+		default:
+			io.WriteString(w, "path "+r.URL.Path)
+		}
+	}))
+	defer backend.Close()
+	u, _ := url.Parse(backend.URL)
+	base := serve(t, newProxy(u))
+	addr := strings.TrimPrefix(base, "http://")
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	// Warm the pool: the next request goes on a reused connection.
+	io.WriteString(c, "GET /warm HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+
+	inj := "/ HTTP/1.1\r\nHost: b\r\n\r\nGET /smuggled HTTP/1.1\r\nX: "
+	target := "/slow/" + strings.Repeat("A", len(inj)+10-len("/slow/"))
+	pad := strings.Repeat("a", len(target)-len(inj))
+	io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(80 * time.Millisecond) // the watcher is now in Peek(1)
+	// Bytes that, as the lane reads them, are not even a complete request.
+	io.WriteString(c, "XXXX"+inj+pad)
+
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	t.Logf("attacker got %d %q", resp.StatusCode, body)
+
+	// Another client.
+	time.Sleep(60 * time.Millisecond)
+	r2, b2 := fetch(t, base+"/victim")
+	t.Logf("victim got %d %q", r2.StatusCode, b2)
+	mu.Lock()
+	t.Logf("backend saw: %q", seen)
+	mu.Unlock()
+	if b2 != "path /victim" {
+		t.Errorf("the victim got another request's answer: %q", b2)
+	}
+	for _, s := range seen {
+		if s == "GET /smuggled" {
+			t.Errorf("the backend received a request the lane never parsed: %q", seen)
+		}
+	}
+}
+
+// TestLaneSurvivesAPanickingPick: a panic in Pick (a bug in a program's
+// key function, say) ends that request's connection only, as it would on
+// net/http; the Proxy goes on serving.
+func TestLaneSurvivesAPanickingPick(t *testing.T) {
+	p := newProxy(backend(t, echoPath))
+	pick := p.Pick
+	p.PickHeaders = true
+	p.Pick = func(r *http.Request) (*Backend, error) {
+		if r.Header.Get("X-Boom") != "" {
+			var m map[string]int
+			m["x"] = 1
+		}
+		return pick(r)
+	}
+	base := serve(t, p)
+	req, _ := http.NewRequest("GET", base+"/a", nil)
+	req.Header.Set("X-Boom", "1")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a request whose Pick panicked got %d", resp.StatusCode)
+	}
+	if resp, body := fetch(t, base+"/b"); resp.StatusCode != 200 || body != "path /b" {
+		t.Fatalf("the next request: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestLaneClosesSilentConnections: a connection that never sends a byte is
+// closed after the header timeout, as net/http closes it.
+func TestLaneClosesSilentConnections(t *testing.T) {
+	p := newProxy(backend(t, echoPath))
+	headerTimeout := 200 * time.Millisecond
+	base := serveWith(t, p, &http.Server{Handler: handler(p), ReadHeaderTimeout: headerTimeout})
+
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	start := time.Now()
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("a silent connection: %v after %s; want it closed", err, time.Since(start))
+	}
+	// The timeout runs from the accept, a little before start.
+	if took := time.Since(start); took < headerTimeout/2 {
+		t.Fatalf("closed after %s, well before the header timeout", took)
+	}
+}

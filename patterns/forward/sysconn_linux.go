@@ -1,0 +1,156 @@
+package forward
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// sysConn reads and writes a TCP socket with raw system calls, through the
+// poller like net.Conn. The difference is what the Go scheduler sees:
+// net.Conn marks the thread as in a system call, and a loopback write —
+// which runs the receiving end's TCP work too — often outlasts the
+// scheduler's 20 µs tick, so sysmon hands the P to another thread: a futex
+// wake-up and two context switches per request, for nothing, since a call
+// on a non-blocking socket does not block (EAGAIN parks the goroutine in
+// the poller, as net.Conn does). On a router's core that was a tenth of its
+// CPU.
+type sysConn struct {
+	net.Conn
+	raw syscall.RawConn
+
+	// The call in progress, here rather than captured by the callbacks
+	// given to raw, which would cost an allocation per call.
+	rbuf, wbuf      []byte
+	rn, wn          int
+	rerrno, werrno  syscall.Errno
+	peekOpen        bool
+	readFn, writeFn func(fd uintptr) bool
+	peekFn          func(fd uintptr) bool
+}
+
+// newSysConn returns c's raw reader and writer, or c itself when it has no
+// file descriptor.
+func newSysConn(c net.Conn) io.ReadWriter {
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s := &sysConn{Conn: c, raw: raw}
+			s.readFn, s.writeFn, s.peekFn = s.read, s.write, s.peek
+			return s
+		}
+	}
+	return c
+}
+
+func (c *sysConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rbuf, c.rn, c.rerrno = p, 0, 0
+	err := c.raw.Read(c.readFn)
+	c.rbuf = nil
+	if err == nil && c.rerrno == 0 && c.rn == 0 {
+		return 0, io.EOF
+	}
+	return c.result("read", c.rn, err, c.rerrno)
+}
+
+// read is one attempt; false means "wait in the poller, then again".
+func (c *sysConn) read(fd uintptr) bool {
+	p := c.rbuf
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		if c.rerrno = e; e == 0 {
+			c.rn = int(r)
+		}
+		return true
+	}
+}
+
+func (c *sysConn) Write(p []byte) (int, error) {
+	c.wbuf, c.wn, c.werrno = p, 0, 0
+	err := c.raw.Write(c.writeFn)
+	c.wbuf = nil
+	return c.result("write", c.wn, err, c.werrno)
+}
+
+// write writes what the socket takes; false means "wait in the poller
+// until it takes more, then again".
+func (c *sysConn) write(fd uintptr) bool {
+	p := c.wbuf
+	for c.wn < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[c.wn])), uintptr(len(p)-c.wn))
+		switch e {
+		case 0:
+			c.wn += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
+}
+
+// result is what Read or Write return: n, and the poller's error or the
+// system call's as net.Conn would give them.
+func (c *sysConn) result(op string, n int, err error, errno syscall.Errno) (int, error) {
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError(op, errno)
+	}
+	if err != nil {
+		return n, &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return n, nil
+}
+
+// peerClosed looks at the socket without waiting: whether the peer has
+// closed it, or sent something, since the last read.
+func (c *sysConn) peerClosed() bool {
+	c.peekOpen = false
+	c.raw.Read(c.peekFn)
+	return !c.peekOpen
+}
+
+func (c *sysConn) peek(fd uintptr) bool {
+	var b [1]byte
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	c.peekOpen = e == syscall.EAGAIN
+	return true
+}
+
+// backendUserTimeout bounds how long a backend connection may hold sent
+// data that the backend's kernel never acknowledges: a backend cut off the
+// network (a partition, a pod disconnected, a host gone) otherwise keeps a
+// kept-alive connection looking open, and a request sent on it waits for
+// ever. A backend that is slow to answer still acknowledges at once, so
+// this never cuts a slow request short.
+const backendUserTimeout = 5 * time.Second
+
+// dialControl sets TCP_USER_TIMEOUT on each backend connection (Linux).
+func dialControl(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpUserTimeout, int(backendUserTimeout.Milliseconds()))
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// tcpUserTimeout is TCP_USER_TIMEOUT from linux/tcp.h, which package
+// syscall does not name.
+const tcpUserTimeout = 0x12

@@ -1,0 +1,161 @@
+package forward
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"time"
+)
+
+// transport carries bodyless requests (GET, HEAD, DELETE without a body)
+// to a backend on the calling goroutine, over kept-alive connections,
+// writing and reading HTTP/1.1 with net/http's own Request.Write and
+// ReadResponse. http.Transport runs a reader and a writer goroutine per
+// connection, and handing each request between three goroutines costs a
+// router on a busy core about a third of its CPU. Everything else (bodies,
+// which must stream both ways at once, upgrades, TLS) goes to the fallback.
+type transport struct {
+	fallback http.RoundTripper
+	pool     *connPool
+}
+
+// NewTransport returns a transport like the one a Proxy with a nil
+// Transport uses, with a connection pool of its own, for other clients of
+// backends (a scatter/gather root, say). It carries requests without a body
+// itself, on the calling goroutine, and the others with an http.Transport
+// sized for proxying.
+func NewTransport() http.RoundTripper {
+	return &transport{fallback: newHTTPTransport(), pool: newConnPool()}
+}
+
+// newHTTPTransport is an http.Transport for talking to backends: it keeps
+// enough idle connections per backend that a busy router does not churn
+// sockets.
+func newHTTPTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0
+	t.MaxIdleConnsPerHost = 512
+	t.IdleConnTimeout = 90 * time.Second
+	t.ForceAttemptHTTP2 = false
+	// The dialer of DefaultTransport, and a bound on unacknowledged sends
+	// (see backendUserTimeout).
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
+	t.DialContext = d.DialContext
+	// Pass Accept-Encoding through as the client sent it: the transport
+	// neither asks backends for gzip on its own nor unzips their answers,
+	// work that changed nothing a client sees.
+	t.DisableCompression = true
+	return t
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" || (req.Body != nil && req.Body != http.NoBody) || req.ContentLength != 0 || req.Header.Get("Upgrade") != "" {
+		return t.fallback.RoundTrip(req)
+	}
+	host := req.URL.Host
+	for attempt := 0; ; attempt++ {
+		c, reused, err := t.pool.get(req.Context(), host)
+		if err != nil {
+			return nil, err
+		}
+		if reused && c.closedByPeer() {
+			c.Close() // closed meanwhile, or holding bytes nobody asked for
+			attempt--
+			continue
+		}
+		resp, err := t.exchange(req, c)
+		if err == nil {
+			return resp, nil
+		}
+		c.Close()
+		// A kept-alive connection the backend had closed fails at once;
+		// a request without a body is safe to send again on a new one.
+		if !reused || attempt > 0 || req.Context().Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+func (t *transport) exchange(req *http.Request, c *backendConn) (*http.Response, error) {
+	stop := context.AfterFunc(req.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
+	if err := req.Write(c.bw); err != nil {
+		stop()
+		return nil, err
+	}
+	if err := c.bw.Flush(); err != nil {
+		stop()
+		return nil, err
+	}
+	resp, err := readFinalResponse(c.br, req)
+	if err != nil {
+		stop()
+		if req.Context().Err() != nil {
+			return nil, req.Context().Err()
+		}
+		return nil, err
+	}
+	resp.Body = &hopBody{ReadCloser: resp.Body, t: t, c: c, host: req.URL.Host, stop: stop,
+		reusable: !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols}
+	return resp, nil
+}
+
+// hopBody returns its connection to the pool once the answer has been read
+// to the end, and closes it otherwise.
+type hopBody struct {
+	io.ReadCloser
+	t        *transport
+	c        *backendConn
+	host     string
+	stop     func() bool
+	reusable bool
+	eof      bool
+	once     sync.Once
+}
+
+func (b *hopBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *hopBody) Close() error {
+	b.once.Do(func() {
+		err := b.ReadCloser.Close()
+		// stop reports false when the request was cancelled meanwhile.
+		if b.stop() && b.eof && b.reusable && err == nil && b.c.br.Buffered() == 0 {
+			b.c.SetDeadline(time.Time{})
+			b.t.pool.put(b.host, b.c)
+			return
+		}
+		b.c.Close()
+	})
+	return nil
+}
+
+// readFinalResponse reads the answer to req, passing informational ones
+// (103 Early Hints) to the request's trace as http.Transport does, which is
+// how ReverseProxy relays them.
+func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for n := 0; ; n++ {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, err
+		}
+		if n == 5 {
+			return nil, errors.New("more than 5 informational answers")
+		}
+		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
