@@ -708,3 +708,53 @@ func TestRoutersAndRootsWarmUpBeforeTheyServe(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutersSayReadyOnceTheyReachEveryBackend: a new router or root whose
+// backend cannot be reached yet (a pod whose packets a network policy
+// still drops) fails /readyz naming it, so that nothing sends it traffic
+// and kiln deploy waits, and says ready once it reaches it.
+func TestRoutersSayReadyOnceTheyReachEveryBackend(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		svc  *spec.Service
+		new  func(*spec.Service, []*url.URL, Options) (http.Handler, error)
+	}{
+		{"shard router", &spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 2, Key: spec.Key{PathSegment: 2}}}, NewRouter},
+		{"scatter root", &spec.Service{Name: "search", Scatter: &spec.Scatter{Leaves: 2, Gather: spec.GatherConcat, Timeout: spec.Duration(time.Second), OnLeafError: spec.OnLeafErrorPartial}}, NewRoot},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startBackends(t, 1, whoAmI)[0]
+			later := closedAddr(t)
+			down, _ := url.Parse("http://" + later)
+			h, err := tc.new(tc.svc, []*url.URL{up, down}, Options{Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.(Warmer).Warm(context.Background())
+			rt := serve(t, h)
+			resp, body := get(t, rt.URL+"/readyz")
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, later) || strings.Contains(body, up.Host) {
+				t.Fatalf("/readyz with %s down = %d %q; want 503 naming it alone", later, resp.StatusCode, body)
+			}
+			if resp, _ := get(t, rt.URL+"/healthz"); resp.StatusCode != 200 {
+				t.Errorf("/healthz = %d; a router waiting for a backend is alive", resp.StatusCode)
+			}
+
+			ln, err := net.Listen("tcp", later)
+			if err != nil {
+				t.Fatalf("listening again on %s: %v", later, err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go http.Serve(ln, whoAmI(1))
+			if resp, body := get(t, rt.URL+"/readyz"); resp.StatusCode != 200 {
+				t.Fatalf("/readyz once %s listens = %d %q", later, resp.StatusCode, body)
+			}
+			// Once ready it stays ready: a backend that fails later is the
+			// router's to report per request, not a reason to drop it.
+			ln.Close()
+			if resp, body := get(t, rt.URL+"/readyz"); resp.StatusCode != 200 {
+				t.Fatalf("/readyz after %s went down again = %d %q", later, resp.StatusCode, body)
+			}
+		})
+	}
+}
