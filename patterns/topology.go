@@ -67,9 +67,7 @@ const (
 	// before it serves (see Warmer): on a cluster, where its backends may
 	// get no address until after it starts, an early lookup would leave a
 	// "no such name" in the cluster DNS's cache, failing its first
-	// requests for as long as that answer is cached. Its /readyz still
-	// fails until it reaches each backend, so that no traffic meets that
-	// answer.
+	// requests for as long as that answer is cached.
 	EnvWarm = "KILN_WARM"
 )
 
