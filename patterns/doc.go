@@ -10,8 +10,7 @@
 //     (scatter/gather);
 //   - Leaf wraps the program's own handler.
 //
-// Every one answers /healthz and /readyz (a router or root is ready once
-// it has reached each of its backends), and routers and roots also serve
+// Every one answers /healthz and /readyz, and routers and roots also serve
 // Prometheus /metrics and name the backend that served a request in the
 // Kiln-Backend response header. Serve runs any of them and drains in-flight
 // requests when its context ends.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,18 +26,10 @@ const (
 // other request on. It is what makes a handler drainable.
 type frontend struct {
 	next     http.Handler
-	metrics  http.Handler                   // nil for leaves: the program may serve its own
-	proxy    *forward.Proxy                 // a router's, which serves its listener; nil for the others
-	warm     func(context.Context) []string // a router's or root's: see Warm
-	born     time.Time
-	reached  atomic.Bool // every backend answered a dial once, or reachWait passed
+	metrics  http.Handler          // nil for leaves: the program may serve its own
+	proxy    *forward.Proxy        // a router's, which serves its listener; nil for the others
+	warm     func(context.Context) // a router's or root's: see Warm
 	draining atomic.Bool
-}
-
-// newFrontend is a router's or root's frontend; warm dials its backends
-// and returns those it could not reach.
-func newFrontend(next http.Handler, m *metrics, proxy *forward.Proxy, warm func(context.Context) []string) *frontend {
-	return &frontend{next: next, metrics: m.handler(), proxy: proxy, warm: warm, born: time.Now()}
 }
 
 func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,10 +40,6 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/readyz":
 		if f.draining.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
-			return
-		}
-		if missing := f.unreached(r.Context()); len(missing) > 0 {
-			http.Error(w, "not reached yet: "+strings.Join(missing, ", "), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
@@ -72,37 +59,9 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // returns once every dial has ended or ctx is done; a backend not up yet
 // is dialled on demand.
 func (f *frontend) Warm(ctx context.Context) {
-	if f.warm != nil && len(f.warm(ctx)) == 0 {
-		f.reached.Store(true)
+	if f.warm != nil {
+		f.warm(ctx)
 	}
-}
-
-// reachWait bounds how long a router or root says it is not ready while
-// a backend cannot be reached: one down for good must not keep the routes
-// to the others closed.
-const reachWait = 30 * time.Second
-
-// unreached is what keeps a new router or root from saying it is ready:
-// the backends it has not yet reached once, dialled again on each probe.
-// On a cluster that enforces network policies a new pod's first packets
-// can be dropped for seconds; a router that said ready at once would
-// answer 502s and partial gathers meanwhile, and kiln deploy would return
-// before the app answers.
-func (f *frontend) unreached(ctx context.Context) []string {
-	if f.warm == nil || f.reached.Load() {
-		return nil
-	}
-	if time.Since(f.born) > reachWait {
-		f.reached.Store(true)
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	missing := f.warm(ctx)
-	if len(missing) == 0 {
-		f.reached.Store(true)
-	}
-	return missing
 }
 
 // Warmer is what a router or root returned by NewRouter and NewRoot is:

@@ -122,8 +122,8 @@ func NewRouter(svc *spec.Service, backends []*url.URL, opts Options) (http.Handl
 	case p.Transport == nil:
 		p.Transport = forward.NewTransport() // no lane
 	}
-	warm := func(ctx context.Context) []string { return p.Warm(ctx, hosts(rt.set.current(ctx))...) }
-	return newFrontend(p, rt.metrics, p, warm), nil
+	warm := func(ctx context.Context) { p.Warm(ctx, hosts(rt.set.current(ctx))...) }
+	return &frontend{next: p, metrics: rt.metrics.handler(), proxy: p, warm: warm}, nil
 }
 
 // hosts are the host:port of bs that speak plain HTTP, the ones Warm

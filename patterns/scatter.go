@@ -60,10 +60,8 @@ func NewRoot(svc *spec.Service, leaves []*url.URL, opts Options) (http.Handler, 
 	for i := range leaves {
 		rt.names = append(rt.names, fmt.Sprintf("leaf-%d", i))
 	}
-	warm := func(ctx context.Context) []string {
-		return forward.Warm(ctx, rt.client.Transport, plainHosts(leaves)...)
-	}
-	return newFrontend(rt, rt.metrics, nil, warm), nil
+	warm := func(ctx context.Context) { forward.Warm(ctx, rt.client.Transport, plainHosts(leaves)...) }
+	return &frontend{next: rt, metrics: rt.metrics.handler(), warm: warm}, nil
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
