@@ -3,6 +3,7 @@ package annotations
 import (
 	"fmt"
 	"go/ast"
+	"go/token"
 	"go/types"
 	"slices"
 	"strings"
@@ -98,9 +99,7 @@ func (p *reader) checkJobFunc(out *Service, s *serviceAnn, o owner) {
 	name := fd.Name.Name
 	want := "func " + name + "(ctx context.Context) error"
 	out.Handler, out.Job = name, true
-	if !ast.IsExported(name) {
-		p.errorf(fd.Name.Pos(), "%s is not exported; the generated main package hands it to app.Job, so rename it %s", name, exported(name))
-	}
+	p.needExported(fd.Name.Pos(), name, name, "hands it to app.Job")
 	ft := fd.Type
 	ps, rs := flatten(ft.Params), flatten(ft.Results)
 	if hasTypeParams(ft.TypeParams) || len(ps) != 1 || !fi.is(ps[0].typ, contextPath, "Context") || len(rs) != 1 || !isIdent(rs[0].typ, "error") {
@@ -124,9 +123,7 @@ func (p *reader) checkFunc(out *Service, fd *ast.FuncDecl, fi *fileInfo) {
 		want = "func " + name + "(" + strings.Join(conns, ", ") + " *sdk.Conn) http.Handler"
 	}
 	out.Handler = name
-	if !ast.IsExported(name) {
-		p.errorf(fd.Name.Pos(), "%s is not exported; the generated main package calls it, so rename it %s", name, exported(name))
-	}
+	p.needExported(fd.Name.Pos(), name, name, "calls it")
 	if hasTypeParams(ft.TypeParams) {
 		p.errorf(ft.TypeParams.Opening, "%s has type parameters; want %s", name, want)
 	}
@@ -172,9 +169,7 @@ func (p *reader) checkFunc(out *Service, fd *ast.FuncDecl, fi *fileInfo) {
 func (p *reader) checkType(out *Service, ts *ast.TypeSpec) {
 	name := ts.Name.Name
 	out.Handler, out.Type = name, true
-	if !ast.IsExported(name) {
-		p.errorf(ts.Name.Pos(), "%s is not exported; the generated main package makes one, so rename it %s", name, exported(name))
-	}
+	p.needExported(ts.Name.Pos(), name, name, "makes one")
 	if hasTypeParams(ts.TypeParams) {
 		p.errorf(ts.TypeParams.Opening, "%s has type parameters; a handler type cannot, since the generated main makes one with new(%s)", name, name)
 	}
@@ -198,6 +193,15 @@ func (p *reader) checkType(out *Service, ts *ast.TypeSpec) {
 	}
 }
 
+// needExported reports name, which what names in the message ("gather
+// mergeHits"), when the generated main package cannot reach it: it lives
+// in another package, and use says what main does with it.
+func (p *reader) needExported(pos token.Pos, what, name, use string) {
+	if !ast.IsExported(name) {
+		p.errorf(pos, "%s is not exported; the generated main package %s, so rename it %s", what, use, exported(name))
+	}
+}
+
 // checkFuncs checks the Go key function and gather s names.
 func (p *reader) checkFuncs(s *serviceAnn) {
 	out := &Service{}
@@ -209,9 +213,7 @@ func (p *reader) checkFuncs(s *serviceAnn) {
 		want := fmt.Sprintf("func %s(*http.Request) (string, error)", name)
 		if d, ok := p.lookupFunc(w, "key function", want); ok {
 			out.KeyFunc = name
-			if !ast.IsExported(name) {
-				p.errorf(w.pos, "key function %s is not exported; the generated main package passes it to sdk.KeyFunc, so rename it %s", name, exported(name))
-			}
+			p.needExported(w.pos, "key function "+name, name, "passes it to sdk.KeyFunc")
 			ft := d.fd.Type
 			ps, rs := flatten(ft.Params), flatten(ft.Results)
 			if hasTypeParams(ft.TypeParams) || len(ps) != 1 || !d.fi.isPtr(ps[0].typ, httpPath, "Request") ||
@@ -225,9 +227,7 @@ func (p *reader) checkFuncs(s *serviceAnn) {
 		want := fmt.Sprintf("func %s(parts []T) (T, error) or func %s(parts []patterns.LeafResponse) (patterns.Response, error)", name, name)
 		if d, ok := p.lookupFunc(w, "gather", want); ok {
 			out.Gather = name
-			if !ast.IsExported(name) {
-				p.errorf(w.pos, "gather %s is not exported; the generated main package passes it to sdk.Gather, so rename it %s", name, exported(name))
-			}
+			p.needExported(w.pos, "gather "+name, name, "passes it to sdk.Gather")
 			ft := d.fd.Type
 			ps, rs := flatten(ft.Params), flatten(ft.Results)
 			good := false
@@ -251,9 +251,7 @@ func (p *reader) checkFuncs(s *serviceAnn) {
 		want := fmt.Sprintf("func %s(ctx context.Context, token uint64) error", name)
 		if d, ok := p.lookupFunc(w, "leader function", want); ok {
 			out.Lead = name
-			if !ast.IsExported(name) {
-				p.errorf(w.pos, "leader function %s is not exported; the generated main package passes it to sdk.Leader, so rename it %s", name, exported(name))
-			}
+			p.needExported(w.pos, "leader function "+name, name, "passes it to sdk.Leader")
 			ft := d.fd.Type
 			ps, rs := flatten(ft.Params), flatten(ft.Results)
 			if hasTypeParams(ft.TypeParams) || len(ps) != 2 || !d.fi.is(ps[0].typ, contextPath, "Context") || !isIdent(ps[1].typ, "uint64") ||
