@@ -13,7 +13,7 @@ import (
 // the code that speaks HTTP/1.1 to backends itself: the transport and the
 // lane.
 type connPool struct {
-	dialer      net.Dialer
+	dialer      *dialer
 	maxIdle     int           // per host
 	idleTimeout time.Duration // how long an unused connection is kept
 
@@ -24,7 +24,7 @@ type connPool struct {
 
 func newConnPool() *connPool {
 	return &connPool{
-		dialer:      net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl},
+		dialer:      newDialer(5 * time.Second),
 		maxIdle:     512,
 		idleTimeout: 90 * time.Second, // as newHTTPTransport's
 		idle:        map[string][]*backendConn{},
@@ -70,9 +70,13 @@ func (p *connPool) get(ctx context.Context, host string) (c *backendConn, reused
 	if err != nil {
 		return nil, false, err
 	}
-	c = &backendConn{Conn: nc, rw: newSysConn(nc)}
+	return newBackendConn(nc), false, nil
+}
+
+func newBackendConn(nc net.Conn) *backendConn {
+	c := &backendConn{Conn: nc, rw: newSysConn(nc)}
 	c.takeBuffers()
-	return c, false, nil
+	return c
 }
 
 // put keeps c for the next request to host, or closes it when enough are

@@ -43,6 +43,15 @@
 // one read after it began. Graceful gives any http.Server the same drain,
 // and the handler side of Serve uses it.
 //
+// # Backends that come back
+//
+// A backend being restarted, or rescheduled under the same DNS name,
+// refuses connections or does not resolve for a moment. Nothing was sent
+// to it yet, so any request, whatever its method, is dialled again, with
+// backoff, for up to 5 s (or its deadline) before it fails with a 502. A
+// backend that stayed out of reach that long is remembered as down and is
+// then dialled once per request, until a dial to it succeeds (dial.go).
+//
 // # Sockets
 //
 // The lane and the Proxy's own transport (NewTransport) keep idle

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -45,8 +44,7 @@ func newHTTPTransport() *http.Transport {
 	t.ForceAttemptHTTP2 = false
 	// The dialer of DefaultTransport, and a bound on unacknowledged sends
 	// (see backendUserTimeout).
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
-	t.DialContext = d.DialContext
+	t.DialContext = newDialer(30 * time.Second).DialContext
 	// Pass Accept-Encoding through as the client sent it: the transport
 	// neither asks backends for gzip on its own nor unzips their answers,
 	// work that changed nothing a client sees.

@@ -30,8 +30,11 @@ func (p *connPool) warm(ctx context.Context, hosts []string) {
 	var wg sync.WaitGroup
 	for _, h := range hosts {
 		wg.Go(func() {
-			if c, _, err := p.get(ctx, h); err == nil {
-				p.put(h, c)
+			// One dial each, without the dialer's patience: a backend
+			// that is not up yet is no reason to wait, nor to be
+			// remembered as down.
+			if nc, err := p.dialer.Dialer.DialContext(ctx, "tcp", h); err == nil {
+				p.put(h, newBackendConn(nc))
 			}
 		})
 	}
