@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -260,7 +259,7 @@ func (rt *root) ask(ctx context.Context, i int, r *http.Request, body []byte) le
 	res := rt.do(ctx, i, r, body)
 	// A leaf that could not be reached failed, even if the deadline ended
 	// while it was dialled again.
-	if res.err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !unreachable(res.err) {
+	if res.err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !forward.Unreachable(res.err) {
 		res.timeout = true
 		res.err = fmt.Errorf("no answer within %s", rt.timeout)
 	}
@@ -272,12 +271,6 @@ func (rt *root) ask(ctx context.Context, i int, r *http.Request, body []byte) le
 		rt.metrics.observe(rt.names[i], code, start, res.err != nil)
 	}
 	return res
-}
-
-// unreachable reports whether err is a failed dial.
-func unreachable(err error) bool {
-	oe, ok := errors.AsType[*net.OpError](err)
-	return ok && oe.Op == "dial"
 }
 
 func (rt *root) do(ctx context.Context, i int, r *http.Request, body []byte) leafResult {

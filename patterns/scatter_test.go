@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -190,5 +191,47 @@ func TestRootMergeAndCustomGather(t *testing.T) {
 	}
 	if _, err := NewRoot(scatterSvc(3, "sum", spec.OnLeafErrorFail, time.Second), startBackends(t, 3, numLeaf), Options{}); err == nil || !strings.Contains(err.Error(), "sdk.Gather") {
 		t.Fatalf("unregistered gather: err = %v", err)
+	}
+}
+
+// TestRootWaitsForALeafComingBack: a leaf that refuses connections while
+// it restarts, and is back within the per-leaf timeout, is in the answer.
+// One that stays down is named missing, and once it has been waited for
+// in vain, the next answers come without waiting for it.
+func TestRootWaitsForALeafComingBack(t *testing.T) {
+	const timeout = 800 * time.Millisecond
+	svc := scatterSvc(3, spec.GatherConcat, spec.OnLeafErrorPartial, timeout)
+
+	ls := deadLeaf(1)(t)
+	root := startRoot(t, svc, ls, Options{Logger: quiet})
+	srv := &http.Server{Handler: arrayLeaf(1)}
+	t.Cleanup(func() { srv.Close() })
+	const back = 200 * time.Millisecond
+	time.AfterFunc(back, func() {
+		ln, err := net.Listen("tcp", ls[1].Host)
+		if err != nil {
+			t.Errorf("leaf-1 listening again: %v", err)
+			return
+		}
+		srv.Serve(ln)
+	})
+	start := time.Now()
+	resp, body := get(t, root.URL+"/q")
+	if resp.Header.Get(HeaderMissing) != "" || !strings.Contains(body, `"1:`) {
+		t.Fatalf("leaf-1 back %s into the request: missing %q, body %s; want leaf-1's answer in it", back, resp.Header.Get(HeaderMissing), body)
+	}
+	if took := time.Since(start); took < back {
+		t.Errorf("answered in %s, before leaf-1 was back", took)
+	}
+
+	root = startRoot(t, svc, deadLeaf(1)(t), Options{Logger: quiet})
+	for i, limit := range []time.Duration{timeout + time.Second, timeout / 2} {
+		start := time.Now()
+		if resp, _ = get(t, root.URL+"/q"); resp.Header.Get(HeaderMissing) != "leaf-1" {
+			t.Fatalf("request %d, leaf-1 down: missing %q, want leaf-1", i, resp.Header.Get(HeaderMissing))
+		}
+		if took := time.Since(start); took > limit {
+			t.Errorf("request %d, leaf-1 down: answered in %s, want at most %s", i, took, limit)
+		}
 	}
 }

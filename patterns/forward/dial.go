@@ -61,7 +61,7 @@ func (d *dialer) DialContext(ctx context.Context, network, host string) (net.Con
 			}
 			return c, nil
 		}
-		if !passing(err) || d.wasDown(host) {
+		if !Unreachable(err) || d.wasDown(host) {
 			return nil, err
 		}
 		left := d.patience - time.Since(start)
@@ -111,10 +111,12 @@ func (d *dialer) setDown(host string, down bool) {
 	d.down[host] = now
 }
 
-// passing reports whether a failed dial may succeed if tried again soon:
-// nothing listens there yet, or the address or name is not there yet. A
-// dial that timed out has waited long enough already.
-func passing(err error) bool {
+// Unreachable reports whether err is, or wraps, a failed dial that may
+// succeed if tried again soon: nothing listens there yet, or the address
+// or name is not there yet. The dialer of a Proxy or NewTransport tries
+// those again. A dial that timed out is not one: it has waited long
+// enough already.
+func Unreachable(err error) bool {
 	if dnsErr, ok := errors.AsType[*net.DNSError](err); ok {
 		return !dnsErr.IsTimeout && (dnsErr.IsNotFound || dnsErr.IsTemporary)
 	}
