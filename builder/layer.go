@@ -67,13 +67,12 @@ func (l *binaryLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &layerStream{l: l, f: f, r: io.MultiReader(bytes.NewReader(l.header), io.LimitReader(f, l.size), io.LimitReader(zeros{}, l.tail()))}, nil
+	return &layerStream{f: f, r: io.MultiReader(bytes.NewReader(l.header), io.LimitReader(f, l.size), io.LimitReader(zeros{}, l.tail()))}, nil
 }
 
 // layerStream reads a binaryLayer. Copied to a file, as into an OCI
 // layout, the binary goes file to file in the kernel (copy_file_range).
 type layerStream struct {
-	l *binaryLayer
 	f *os.File
 	r io.Reader
 }
@@ -81,20 +80,11 @@ type layerStream struct {
 func (s *layerStream) Read(p []byte) (int, error) { return s.r.Read(p) }
 func (s *layerStream) Close() error               { return s.f.Close() }
 
-func (s *layerStream) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(s.l.header)
-	total := int64(n)
-	if err != nil {
-		return total, err
-	}
-	m, err := io.Copy(w, io.LimitReader(s.f, s.l.size))
-	total += m
-	if err != nil {
-		return total, err
-	}
-	m, err = io.Copy(w, io.LimitReader(zeros{}, s.l.tail()))
-	return total + m, err
-}
+// WriteTo goes on from where Read left off (net/http reads a body up to
+// its ContentLength, then copies the rest to check there is none). The
+// multi-reader hands each part to w's ReadFrom, which is where a file
+// takes the binary with copy_file_range.
+func (s *layerStream) WriteTo(w io.Writer) (int64, error) { return io.Copy(w, s.r) }
 
 type zeros struct{}
 

@@ -48,6 +48,22 @@ func TestBinaryLayer(t *testing.T) {
 		if !bytes.Equal(got, want.Bytes()) || size != int64(want.Len()) || d.Hex != hex.EncodeToString(sum[:]) || b.SHA256 != hex.EncodeToString(binSum[:]) {
 			t.Fatalf("%s: layer of %d bytes (size %d, digest %s, binary %s), want %d bytes", pass, len(got), size, d, b.SHA256, want.Len())
 		}
+		// Read in part, then copied (as net/http sends a body of known
+		// length), and copied into a file: the same bytes.
+		rc, _ = l.Uncompressed()
+		var parts bytes.Buffer
+		io.CopyN(&parts, rc, 1000)
+		io.Copy(&parts, rc)
+		rc.Close()
+		f, _ := os.CreateTemp(t.TempDir(), "layer")
+		rc, _ = l.Uncompressed()
+		io.Copy(f, rc)
+		rc.Close()
+		f.Close()
+		inFile, _ := os.ReadFile(f.Name())
+		if !bytes.Equal(parts.Bytes(), want.Bytes()) || !bytes.Equal(inFile, want.Bytes()) {
+			t.Fatalf("%s: the layer read in part then copied is %d bytes, copied into a file %d, want %d", pass, parts.Len(), len(inFile), want.Len())
+		}
 		if b.Info == nil || b.Info.Path != "github.com/kiln-dev/kiln/examples/hello" {
 			t.Fatalf("%s: build info %v", pass, b.Info)
 		}

@@ -262,12 +262,18 @@ func registryHost(t *testing.T) string {
 // digests, and finds each platform's SBOM among its referrers.
 func TestRegistry(t *testing.T) {
 	host := registryHost(t)
-	for _, tc := range []struct{ name, platforms string }{
-		{"image", ""},
-		{"index", "linux/amd64,linux/arm64"},
+	for _, tc := range []struct {
+		name, platforms string
+		compression     builder.Compression
+		layer           types.MediaType
+	}{
+		{"image", "", builder.Gzip, types.OCILayer},
+		{"index", "linux/amd64,linux/arm64", builder.Gzip, types.OCILayer},
+		// What a library caller gets with the default options.
+		{"uncompressed", "", builder.Uncompressed, types.OCIUncompressedLayer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := build(t, "./examples/hello", builder.Options{Platforms: platforms(t, tc.platforms), Compression: builder.Gzip})
+			res := build(t, "./examples/hello", builder.Options{Platforms: platforms(t, tc.platforms), Compression: tc.compression})
 			repo := host + "/kiln/hello-" + tc.name
 			pub := publishTo(t, res, "registry", publish.Options{Repo: repo, Tag: "v1"})
 			if pub.Ref != repo+":v1@"+pub.Digest.String() {
@@ -294,8 +300,8 @@ func TestRegistry(t *testing.T) {
 					t.Fatalf("pulled image %s, want %s", got, want)
 				}
 				m, _ := img.Manifest()
-				if m.Layers[0].MediaType != types.OCILayer {
-					t.Errorf("pushed layer is %s, want gzip", m.Layers[0].MediaType)
+				if m.Layers[0].MediaType != tc.layer {
+					t.Errorf("pushed layer is %s, want %s", m.Layers[0].MediaType, tc.layer)
 				}
 				checkSBOM(t, ref.Context(), want, pi.Platform)
 			}
