@@ -73,11 +73,23 @@ func (g *Graceful) Serve(ln net.Listener) error {
 	g.serving.Add(1)
 	g.mu.Unlock()
 	defer g.serving.Done()
-	err := g.srv.Serve(ln)
+	err := g.srv.Serve(rawListener{ln})
 	if g.isStopping() {
 		return http.ErrServerClosed
 	}
 	return err
+}
+
+// rawListener hands net/http connections that read and write with raw
+// system calls (serverConn).
+type rawListener struct{ net.Listener }
+
+func (l rawListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return serverConn(c), nil
 }
 
 func (g *Graceful) isStopping() bool {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -154,3 +155,52 @@ func dialControl(network, address string, c syscall.RawConn) error {
 // tcpUserTimeout is TCP_USER_TIMEOUT from linux/tcp.h, which package
 // syscall does not name.
 const tcpUserTimeout = 0x12
+
+// rawServerConn is an accepted connection that net/http serves, reading
+// and writing through sysConn, so that a leaf's or a root's system calls do
+// not wake sysmon either (see sysConn): on a core shared with other
+// processes, those wake-ups were two of every three context switches of a
+// leaf's request. A sysConn holds one call at a time each way; the locks
+// keep the net.Conn promise of concurrent calls for hijacked connections.
+type rawServerConn struct {
+	*sysConn
+	tcp    *net.TCPConn
+	rl, wl sync.Mutex
+}
+
+// serverConn returns c reading and writing with raw system calls, when c
+// is a TCP connection.
+func serverConn(c net.Conn) net.Conn {
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	sc, ok := newSysConn(c).(*sysConn)
+	if !ok {
+		return c
+	}
+	return &rawServerConn{sysConn: sc, tcp: tcp}
+}
+
+func (c *rawServerConn) Read(p []byte) (int, error) {
+	c.rl.Lock()
+	defer c.rl.Unlock()
+	return c.sysConn.Read(p)
+}
+
+func (c *rawServerConn) Write(p []byte) (int, error) {
+	c.wl.Lock()
+	defer c.wl.Unlock()
+	return c.sysConn.Write(p)
+}
+
+// CloseWrite lets http.Server half-close the connection as it does a TCP one.
+func (c *rawServerConn) CloseWrite() error { return c.tcp.CloseWrite() }
+
+// ReadFrom keeps sendfile and splice for handlers that copy a file or a
+// socket into their answer.
+func (c *rawServerConn) ReadFrom(r io.Reader) (int64, error) {
+	c.wl.Lock()
+	defer c.wl.Unlock()
+	return c.tcp.ReadFrom(r)
+}

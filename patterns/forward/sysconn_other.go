@@ -16,3 +16,6 @@ func newSysConn(c net.Conn) io.ReadWriter { return c }
 
 // dialControl does nothing where TCP_USER_TIMEOUT is not known.
 func dialControl(network, address string, c syscall.RawConn) error { return nil }
+
+// serverConn is c itself.
+func serverConn(c net.Conn) net.Conn { return c }
