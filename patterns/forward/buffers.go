@@ -28,9 +28,12 @@ func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
 // and 828. The client writer's size hardly matters past 16 KB: answers are
 // written from the reader's buffer.
 const (
-	answerSize  = 64 << 10
-	clientSize  = 16 << 10
-	requestSize = 4 << 10
+	answerSize = 64 << 10
+	// Request bodies up to this size, a body buffer's, are read whole
+	// before they are sent (readBody); larger ones stream.
+	bufferedBody = answerSize
+	clientSize   = 16 << 10
+	requestSize  = 4 << 10
 )
 
 var (

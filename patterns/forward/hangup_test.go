@@ -31,7 +31,8 @@ func waitIdle(t *testing.T, b *Backend) {
 
 // TestClientHangsUpMidBody: a client that sends half its request body and
 // hangs up gets nothing of it to a backend whole: the lane sends nothing of
-// a body that fits its buffer, and one that streams (on the lane, or
+// a body that fits its buffer or that it reads whole first (up to 64 KB),
+// and one that streams (on the lane, or
 // chunked on net/http's path) ends short. The Proxy frees the backend and
 // serves the next request.
 func TestClientHangsUpMidBody(t *testing.T) {
@@ -51,6 +52,7 @@ func TestClientHangsUpMidBody(t *testing.T) {
 		lane    uint64 // requests the lane forwards
 	}{
 		{"lane, a body in the buffer", 2000, false, 0},
+		{"lane, a body read whole first", 30000, false, 0},
 		{"lane, a body that streams", 100000, false, 1},
 		{"net/http, a chunked body", 100000, true, 0},
 	} {

@@ -44,6 +44,7 @@ type laneConn struct {
 	remote  string       // RemoteAddr, for the request Pick sees
 	ip      string       // the client's address, for X-Forwarded-For
 	request []byte       // the request in flight, copied
+	body    *[]byte      // its body, when read whole past the read buffer
 	scratch []byte       // a backend's response head
 	req     http.Request // Pick's, unless it keeps requests
 
@@ -194,6 +195,38 @@ func (lc *laneConn) readRequest(lr *laneRequest) (bool, error) {
 	return true, nil
 }
 
+// readBody reads a body that streams, but fits a body buffer, whole into
+// one: sent with the head, it takes the router a write or two and no
+// goroutine, where streaming it takes a goroutine and a read and a write
+// per piece (bench/run shard, put-16KB). A client gets as long as for a
+// head between two of its body's reads.
+func (lc *laneConn) readBody(lr *laneRequest) error {
+	lc.body = bodyBuffers.Get().(*[]byte)
+	b := (*lc.body)[:lr.length]
+	for n := 0; n < len(b); {
+		if lc.headerTimeout > 0 {
+			lc.SetReadDeadline(time.Now().Add(lc.headerTimeout))
+		}
+		m, err := lc.br.Read(b[n:])
+		if n += m; err != nil && n < len(b) {
+			return err
+		}
+	}
+	if lc.headerTimeout > 0 {
+		lc.SetReadDeadline(time.Time{})
+	}
+	lr.body, lr.streamed = b, false
+	return nil
+}
+
+// releaseBody gives back the body buffer of the request that ended.
+func (lc *laneConn) releaseBody() {
+	if lc.body != nil {
+		bodyBuffers.Put(lc.body)
+		lc.body = nil
+	}
+}
+
 // headEnd returns the length of the head at the start of buf, 0 when buf
 // holds no complete head yet, and -1 when a line of it does not end in CRLF.
 func headEnd(buf []byte) int {
@@ -220,7 +253,7 @@ func headEnd(buf []byte) int {
 type laneRequest struct {
 	head     []byte
 	body     []byte // all of it, unless streamed
-	streamed bool   // the body follows in the read buffer and the socket
+	streamed bool   // the body, over bufferedBody, follows in the read buffer and the socket
 	size     int    // of the head, and the body unless streamed, in the read buffer
 	length   int64  // Content-Length
 	method   string
@@ -484,7 +517,9 @@ func (p *Proxy) forward(lc *laneConn, lr *laneRequest, b *Backend, err error, cl
 		err = fmt.Errorf("backend %s at %v: the lane reaches only http://host:port; a Proxy whose Pick returns other URLs needs a Transport", b.Name, b.URL)
 	}
 	if err != nil {
-		_, keep = lc.answerError(lr, "", err, keep)
+		// A body that streams was not read: it must not pass for the
+		// next request.
+		_, keep = lc.answerError(lr, "", err, keep && !lr.streamed)
 		return keep
 	}
 	b.inflight.Add(1)

@@ -5,11 +5,14 @@ package forward
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -222,6 +225,53 @@ func TestLaneSurvivesAPanickingPick(t *testing.T) {
 	}
 	if resp, body := fetch(t, base+"/b"); resp.StatusCode != 200 || body != "path /b" {
 		t.Fatalf("the next request: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestLaneFailedPickLeavesNoBodyBehind: a request Pick refuses gets its
+// error answer whatever its body's size, and a body the lane did not read
+// never passes for the connection's next request.
+func TestLaneFailedPickLeavesNoBodyBehind(t *testing.T) {
+	p := newProxy(backend(t, echoPath))
+	pick := p.Pick
+	p.Pick = func(r *http.Request) (*Backend, error) {
+		if strings.HasPrefix(r.URL.Path, "/refused") {
+			return nil, errors.New("no backend for this one")
+		}
+		return pick(r)
+	}
+	base := strings.TrimPrefix(serve(t, p), "http://")
+	for _, size := range []int{1000, 30000, 200000} { // in the buffer, read whole, streamed
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			const smuggled = "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
+			body := strings.Repeat(smuggled, size/len(smuggled)+1)[:size]
+			c, err := net.Dial("tcp", base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			go fmt.Fprintf(c, "PUT /refused HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%sGET /next HTTP/1.1\r\nHost: h\r\n\r\n", size, body)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("refused request: %d, want 502", resp.StatusCode)
+			}
+			// Next comes /next's answer, or the end of the connection:
+			// never an answer to what the body held.
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(got) != "path /next" {
+				t.Fatalf("after the refused request: %d %q", resp.StatusCode, got)
+			}
+		})
 	}
 }
 

@@ -205,6 +205,7 @@ func (s *server) serveConn(lc *laneConn) {
 			lc.Close()
 		}
 		lc.releaseWriter()
+		lc.releaseBody()
 		s.wg.Done()
 	}()
 	var lr laneRequest
@@ -234,8 +235,13 @@ func (s *server) serveConn(lc *laneConn) {
 			return
 		}
 		lc.br.Discard(lr.size)
+		if lr.streamed && lr.length <= bufferedBody && lc.readBody(&lr) != nil {
+			return // the client hung up, or went silent, mid-body
+		}
 		lc.writer()
-		if !s.p.forward(lc, &lr, b, err, closing) || s.setIdle(lc, true) {
+		keep := s.p.forward(lc, &lr, b, err, closing)
+		lc.releaseBody()
+		if !keep || s.setIdle(lc, true) {
 			return
 		}
 		if lc.br.Buffered() == 0 {
