@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -128,8 +129,9 @@ func (rt *root) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
 	defer cancel()
 	results := make(chan leafResult, len(rt.leaves))
+	header := leafHeader(r)
 	for i := range rt.leaves {
-		rt.workers.run(func() { results <- rt.ask(ctx, i, r, body) })
+		rt.workers.run(func() { results <- rt.ask(ctx, i, r, header, body) })
 	}
 
 	var parts []LeafResponse
@@ -253,10 +255,28 @@ func joinNames(n int, name func(int) string) string {
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
+// leafHeader is the header of r's requests to the leaves: r's, less its
+// hop-by-hop fields, with the client added to X-Forwarded-For in one line,
+// as routers and httputil.ReverseProxy add it. Every leaf's request shares
+// it, read only.
+func leafHeader(r *http.Request) http.Header {
+	h := r.Header.Clone()
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+	if client, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+			client = strings.Join(prior, ", ") + ", " + client
+		}
+		h.Set("X-Forwarded-For", client)
+	}
+	return h
+}
+
 // ask sends the request to leaf i and reads its whole answer.
-func (rt *root) ask(ctx context.Context, i int, r *http.Request, body []byte) leafResult {
+func (rt *root) ask(ctx context.Context, i int, r *http.Request, header http.Header, body []byte) leafResult {
 	start := time.Now()
-	res := rt.do(ctx, i, r, body)
+	res := rt.do(ctx, i, r, header, body)
 	// A leaf that could not be reached failed, even if the deadline ended
 	// while it was dialled again.
 	if res.err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !forward.Unreachable(res.err) {
@@ -273,7 +293,7 @@ func (rt *root) ask(ctx context.Context, i int, r *http.Request, body []byte) le
 	return res
 }
 
-func (rt *root) do(ctx context.Context, i int, r *http.Request, body []byte) leafResult {
+func (rt *root) do(ctx context.Context, i int, r *http.Request, header http.Header, body []byte) leafResult {
 	u := *rt.leaves[i]
 	u.Path = strings.TrimSuffix(u.Path, "/") + r.URL.Path
 	u.RawPath = ""
@@ -282,18 +302,12 @@ func (rt *root) do(ctx context.Context, i int, r *http.Request, body []byte) lea
 	// URL to parse it again.
 	req := (&http.Request{
 		Method: r.Method, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: r.Header.Clone(), Host: u.Host, Body: http.NoBody,
+		Header: header, Host: u.Host, Body: http.NoBody,
 	}).WithContext(ctx)
 	if len(body) > 0 {
 		req.ContentLength = int64(len(body))
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	}
-	for _, h := range hopHeaders {
-		req.Header.Del(h)
-	}
-	if host, _, ok := strings.Cut(r.RemoteAddr, ":"); ok {
-		req.Header.Add("X-Forwarded-For", host)
 	}
 	resp, err := rt.client.Do(req)
 	if err != nil {

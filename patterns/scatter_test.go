@@ -66,6 +66,43 @@ func TestRootSendsEverythingToEveryLeafAndConcatenates(t *testing.T) {
 	}
 }
 
+// TestRootSendsEveryLeafTheEndToEndHeaders: each leaf gets the client's
+// end-to-end headers, none of its hop-by-hop ones, and the client added to
+// X-Forwarded-For, with a body or without.
+func TestRootSendsEveryLeafTheEndToEndHeaders(t *testing.T) {
+	headerLeaf := func(i int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			json.NewEncoder(w).Encode([]string{fmt.Sprintf("%d trace=%s xff=%s keep-alive=%q proxy-auth=%q",
+				i, r.Header.Get("X-Trace"), r.Header.Get("X-Forwarded-For"), r.Header.Get("Keep-Alive"), r.Header.Get("Proxy-Authorization"))})
+		})
+	}
+	root := startRoot(t, scatterSvc(3, spec.GatherConcat, spec.OnLeafErrorFail, time.Second), startBackends(t, 3, headerLeaf), Options{})
+	for _, body := range []string{"", "payload"} {
+		req, _ := http.NewRequest("POST", root.URL+"/find", strings.NewReader(body))
+		req.Header.Set("X-Trace", "t1")
+		req.Header.Set("X-Forwarded-For", "10.0.0.1")
+		req.Header.Set("Keep-Alive", "timeout=5")
+		req.Header.Set("Proxy-Authorization", "Basic c2VjcmV0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for i := range 3 {
+			want = append(want, fmt.Sprintf("%d trace=t1 xff=10.0.0.1, 127.0.0.1 keep-alive=\"\" proxy-auth=\"\"", i))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("body %q: leaves got\n%q\nwant\n%q", body, got, want)
+		}
+	}
+}
+
 func TestRootLeafFailures(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	slow := func(i int) http.Handler {
