@@ -57,7 +57,8 @@
 // # Sockets
 //
 // The lane and the Proxy's own transport (NewTransport) keep idle
-// connections to each backend in one pool, and read and write sockets with
-// raw system calls through the poller on Linux (sysconn_linux.go), which
-// the Go scheduler does not count as blocking.
+// connections to each backend in one pool. They, and the connections a
+// Graceful serves, read and write sockets with raw system calls through the
+// poller on Linux (sysconn_linux.go), which the Go scheduler does not count
+// as blocking, so that they do not wake its sysmon thread.
 package forward
