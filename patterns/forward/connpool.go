@@ -140,6 +140,20 @@ func (p *connPool) sweep() {
 	}
 }
 
+// writeRequest writes a request's head and its body, in one system call
+// where the connection can (sysConn.writev).
+func (c *backendConn) writeRequest(head, body []byte) error {
+	if w, ok := c.rw.(interface {
+		writev(a, b []byte) (int, error)
+	}); ok {
+		_, err := w.writev(head, body)
+		return err
+	}
+	bufs := net.Buffers{head, body}
+	_, err := bufs.WriteTo(c.rw)
+	return err
+}
+
 // closedByPeer reports whether the backend has closed c, or sent something
 // unasked, while it was idle: such a connection must not carry a request.
 func (c *backendConn) closedByPeer() bool {

@@ -46,6 +46,7 @@ type laneConn struct {
 	request []byte       // the request in flight, copied
 	body    *[]byte      // its body, when read whole past the read buffer
 	scratch []byte       // a backend's response head
+	out     []byte       // the head sent to the backend
 	req     http.Request // Pick's, unless it keeps requests
 
 	headerTimeout time.Duration // for a request's head and body; 0: none
@@ -466,46 +467,45 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 	return true
 }
 
-// writeRequest writes lr's head for the backend at host: the request line
+// appendHead appends lr's head for the backend at host to b: the request line
 // as the client sent it, the backend as Host, the end-to-end headers, and
 // X-Forwarded-For, -Host and -Proto as httputil.ProxyRequest.SetXForwarded
 // sets them.
-func (lr *laneRequest) writeTo(w *bufio.Writer, host, clientIP string) {
-	w.WriteString(lr.method)
-	w.WriteByte(' ')
-	w.Write(lr.target)
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(host)
-	w.WriteString("\r\n")
+func (lr *laneRequest) appendHead(b []byte, host, clientIP string) []byte {
+	b = append(b, lr.method...)
+	b = append(b, ' ')
+	b = append(b, lr.target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
 	for line := range headerLines(lr.head) {
 		name, _, _ := bytes.Cut(line, []byte(":"))
 		if requestHeaderKind(name) == hdrForward {
-			w.Write(line)
-			w.WriteString("\r\n")
+			b = append(b, line...)
+			b = append(b, "\r\n"...)
 		}
 	}
-	w.WriteString("X-Forwarded-For: ")
+	b = append(b, "X-Forwarded-For: "...)
 	if lr.xffSeen {
-		w.Write(lr.xff)
-		w.WriteString(", ")
+		b = append(b, lr.xff...)
+		b = append(b, ", "...)
 	}
-	w.WriteString(clientIP)
-	w.WriteString("\r\nX-Forwarded-Host: ")
-	w.Write(lr.host)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	b = append(b, clientIP...)
+	b = append(b, "\r\nX-Forwarded-Host: "...)
+	b = append(b, lr.host...)
+	b = append(b, "\r\nX-Forwarded-Proto: http\r\n"...)
 	switch {
 	case lr.length > 0:
-		w.WriteString("Content-Length: ")
-		w.WriteString(strconv.FormatInt(lr.length, 10))
-		w.WriteString("\r\n\r\n")
-		w.Write(lr.body) // unless it streams
-		return
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, lr.length, 10)
 	case lr.method == http.MethodPost || lr.method == http.MethodPut || lr.method == http.MethodPatch:
 		// An empty body, said out loud where one is expected, as
 		// http.Request.Write does.
-		w.WriteString("Content-Length: 0\r\n")
+		b = append(b, "Content-Length: 0"...)
+	default:
+		return append(b, "\r\n"...)
 	}
-	w.WriteString("\r\n")
+	return append(b, "\r\n\r\n"...)
 }
 
 // forward serves one plain request, whose backend Pick chose (or failed
@@ -605,8 +605,12 @@ func (p *Proxy) send(lc *laneConn, lr *laneRequest, addr string, rh *responseHea
 	if cap(lc.scratch) > 64<<10 {
 		lc.scratch = nil // one huge head should not stay with the connection
 	}
+	if cap(lc.out) > 64<<10 {
+		lc.out = nil
+	}
 	// A body that streams cannot be sent twice.
 	retry := idempotent(lr.method) && !lr.streamed
+	lc.out = lr.appendHead(lc.out[:0], addr, lc.ip)
 	for {
 		var reused bool
 		lc.scratch = lc.scratch[:0]
@@ -621,8 +625,7 @@ func (p *Proxy) send(lc *laneConn, lr *laneRequest, addr string, rh *responseHea
 			bc.Close()
 			continue
 		}
-		lr.writeTo(bc.bw, addr, lc.ip)
-		if err = bc.bw.Flush(); err == nil {
+		if err = bc.writeRequest(lc.out, lr.body); err == nil { // a body that streams comes next
 			if lr.streamed {
 				body = lc.streamBody(bc, lr.length)
 				// No watcher: the client's bytes are the body's.
