@@ -78,3 +78,45 @@ func TestLeasesAndStorageGoToTheBackendsOnlyAndTargetsWithoutThemRefuseThem(t *t
 		t.Errorf("NoStorage(kubevirt) = %v, want %q", err, want)
 	}
 }
+
+// Routers and roots run with sysmon kept awake (sysmonAwake), beside any
+// runtime setting of the service's own, which wins; the backends run with
+// the service's settings alone.
+func TestRoleEnvKeepsSysmonAwakeInRoutersAndRootsOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		svc     spec.Service
+		godebug string // the service's own GODEBUG
+		want    map[string]string
+	}{
+		{"shard", spec.Service{Name: "kv", Shard: &spec.Shard{Shards: 2, Key: spec.Key{PathSegment: 2}}}, "",
+			map[string]string{"kv-router": sysmonAwake, "kv-shard": ""}},
+		{"scatter", spec.Service{Name: "search", Scatter: &spec.Scatter{Leaves: 2}}, "",
+			map[string]string{"search-root": sysmonAwake, "search-leaf": ""}},
+		{"the service's settings kept", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, "http2client=0",
+			map[string]string{"web-router": sysmonAwake + ",http2client=0", "web-replica": "http2client=0"}},
+		{"the service's own schedtrace wins", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, "gctrace=1, schedtrace=1000",
+			map[string]string{"web-router": "gctrace=1, schedtrace=1000", "web-replica": "gctrace=1, schedtrace=1000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.godebug != "" {
+				tc.svc.Env = map[string]string{"GODEBUG": tc.godebug}
+			}
+			app := &spec.App{Name: "app", Services: []spec.Service{tc.svc}}
+			app.SetDefaults()
+			topo, err := Build(app)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range tc.want {
+				w := topo.Workload(name)
+				if w == nil {
+					t.Fatalf("no workload %s", name)
+				}
+				if got := w.RoleEnv(0, nil, ByName(app))["GODEBUG"]; got != want {
+					t.Errorf("%s: GODEBUG=%q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -206,6 +207,13 @@ func (d *Deployment) place(t *patterns.Topology, opts Options, old map[string]*p
 		if p.workload.Storage != nil {
 			if env[patterns.EnvData], err = d.dataDir(t.App, p); err != nil {
 				return nil, nil, opened, err
+			}
+		}
+		if v, ok := env["GODEBUG"]; ok {
+			// A router's runtime setting (patterns' RoleEnv) goes with
+			// the ones the process inherits, after them, so it wins.
+			if inherited := envValue(opts.Env, "GODEBUG"); inherited != "" {
+				env["GODEBUG"] = inherited + "," + v
 			}
 		}
 		p.env = append(append([]string{}, opts.Env...), patterns.EnvListenFD+"=3")
@@ -651,4 +659,15 @@ func exitStatus(err error) string {
 		return "exit status 0"
 	}
 	return err.Error()
+}
+
+// envValue is the value of key in env (KEY=value entries), the last one
+// where there are several, as exec takes it.
+func envValue(env []string, key string) string {
+	for _, kv := range slices.Backward(env) {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
 }

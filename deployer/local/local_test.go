@@ -154,3 +154,37 @@ func TestTailKeepsTheLastLinesAndQuotesTheLastOutput(t *testing.T) {
 		t.Fatalf("String() = %q, want the last %d lines of output, no note", got, errorLines)
 	}
 }
+
+// A router runs with the runtime setting kiln gives routers after the
+// GODEBUG the deployment inherits, which the replicas run with alone.
+func TestARouterAddsItsGODEBUGToTheInheritedOne(t *testing.T) {
+	bin, err := testbin.Build(t.TempDir(), "./examples/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "GODEBUG=http2client=0")
+	d, err := Start(context.Background(), topology(t), Options{Binary: bin, Output: io.Discard, Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	for _, p := range d.Processes() {
+		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.PID))
+		if err != nil {
+			t.Skipf("no /proc: %v", err)
+		}
+		var got []string
+		for kv := range strings.SplitSeq(string(environ), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+				got = append(got, v)
+			}
+		}
+		want := "http2client=0"
+		if p.Workload == "hello-router" {
+			want += ",schedtrace=2147483647"
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%s runs with GODEBUG %q, want one, %q", p.Name, got, want)
+		}
+	}
+}
