@@ -67,7 +67,7 @@ type laneConn struct {
 
 func newLaneConn(c net.Conn, p *Proxy, headerTimeout time.Duration) *laneConn {
 	rw := newSysConn(c)
-	lc := &laneConn{Conn: c, rw: rw, br: bufio.NewReaderSize(rw, 4096), idle: true, fresh: true, p: p, headerTimeout: headerTimeout}
+	lc := &laneConn{Conn: c, rw: rw, br: getReader(&clientReaders, rw), idle: true, fresh: true, p: p, headerTimeout: headerTimeout}
 	lc.remote = c.RemoteAddr().String()
 	lc.ip, _, _ = net.SplitHostPort(lc.remote)
 	return lc

@@ -195,7 +195,8 @@ func (s *server) serveConn(lc *laneConn) {
 	defer func() {
 		// A panic (in Pick, say) ends this connection only, as it would on
 		// net/http.
-		if r := recover(); r != nil && r != http.ErrAbortHandler {
+		r := recover()
+		if r != nil && r != http.ErrAbortHandler {
 			s.p.log.Error("panic serving a request", "client", lc.remote, "panic", r, "stack", string(debug.Stack()))
 		}
 		s.mu.Lock()
@@ -203,6 +204,14 @@ func (s *server) serveConn(lc *laneConn) {
 		s.mu.Unlock()
 		if !handedOff {
 			lc.Close()
+		}
+		if !handedOff && r == nil {
+			// No one reads it any more: a streamed body's goroutine ended
+			// with the exchange (a panic may have cut that short), and a
+			// handed-over connection keeps it.
+			lc.br.Reset(nil)
+			clientReaders.Put(lc.br)
+			lc.br = nil
 		}
 		lc.releaseWriter()
 		lc.releaseBody()
