@@ -323,6 +323,12 @@ func (r *renderer) replicaSet(s *spec.Service, name string, role patterns.Role, 
 	port := s.HandlerPort()
 	w := patterns.Workload{Service: s.Name, Role: role, Replicas: count, Env: s.Env}
 	env := w.RoleEnv(index, peers, r.services)
+	if strings.Contains(env["GODEBUG"], ",") {
+		// A router's runtime setting beside the service's would make a
+		// comma-separated value, which kiln.env splits into variables:
+		// the service's own setting alone, then.
+		env["GODEBUG"] = s.Env["GODEBUG"]
+	}
 	env[patterns.EnvAddr] = ":" + strconv.Itoa(port)
 	if role == patterns.RoleRouter || role == patterns.RoleRoot {
 		// As on pods: its backends may have no DNS name yet when it starts.

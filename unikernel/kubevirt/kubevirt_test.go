@@ -262,3 +262,32 @@ func TestKubeVirtRefusesStorageSayingWhereItRuns(t *testing.T) {
 		t.Errorf("RenderApp(kvstore) = %v, want %q", err, want)
 	}
 }
+
+// A service's own GODEBUG reaches its router's VM whole: beside the
+// router's runtime setting it would make a comma, which the kernel
+// command line's kiln.env splits on.
+func TestKubeVirtRouterKeepsTheServicesGODEBUGWhole(t *testing.T) {
+	app := example(t, "kv")
+	app.Services[0].Env = map[string]string{"GODEBUG": "http2client=0"}
+	objs, err := RenderApp(app, Options{Image: "registry.example/kv-vm@sha256:0123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := kubernetes.YAML(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vms := 0
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if !strings.Contains(line, "kiln.env=") {
+			continue
+		}
+		vms++
+		if !strings.Contains(line, "kiln.env=GODEBUG=http2client=0,KILN_") {
+			t.Errorf("a VM's kiln.env lacks GODEBUG=http2client=0 alone: %s", strings.TrimSpace(line))
+		}
+	}
+	if vms < 2 {
+		t.Errorf("%d VMs with a kiln.env, want the shards' and the router's", vms)
+	}
+}
