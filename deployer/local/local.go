@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -212,7 +211,7 @@ func (d *Deployment) place(t *patterns.Topology, opts Options, old map[string]*p
 		if v, ok := env["GODEBUG"]; ok {
 			// A router's runtime setting (patterns' RoleEnv) goes with
 			// the ones the process inherits, after them, so it wins.
-			if inherited := envValue(opts.Env, "GODEBUG"); inherited != "" {
+			if inherited := child.Getenv(opts.Env, "GODEBUG"); inherited != "" {
 				env["GODEBUG"] = inherited + "," + v
 			}
 		}
@@ -659,15 +658,4 @@ func exitStatus(err error) string {
 		return "exit status 0"
 	}
 	return err.Error()
-}
-
-// envValue is the value of key in env (KEY=value entries), the last one
-// where there are several, as exec takes it.
-func envValue(env []string, key string) string {
-	for _, kv := range slices.Backward(env) {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-			return v
-		}
-	}
-	return ""
 }

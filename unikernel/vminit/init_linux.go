@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-dev/kiln/internal/child"
 	"github.com/kiln-dev/kiln/patterns"
 	"github.com/kiln-dev/kiln/spec"
 )
@@ -60,7 +61,7 @@ func Main() {
 	if port := args[ArgCtl]; port != "" {
 		go control(port)
 	}
-	if role := lookup(env, patterns.EnvRole); role != "" {
+	if role := child.Getenv(env, patterns.EnvRole); role != "" {
 		status := runOne(env)
 		logf("program exited: %s", status)
 		poweroff()
@@ -208,20 +209,10 @@ func environment(args map[string]string) ([]string, error) {
 	return env, nil
 }
 
-func lookup(env []string, key string) string {
-	v := ""
-	for _, kv := range env {
-		if k, val, _ := strings.Cut(kv, "="); k == key {
-			v = val
-		}
-	}
-	return v
-}
-
 // runOne runs the program in the role its environment gives and returns
 // its exit status.
 func runOne(env []string) string {
-	if lookup(env, patterns.EnvAddr) == "" && lookup(env, patterns.EnvListenFD) == "" {
+	if child.Getenv(env, patterns.EnvAddr) == "" && child.Getenv(env, patterns.EnvListenFD) == "" {
 		env = append(env, patterns.EnvAddr+"=:"+strconv.Itoa(FirstPort))
 	}
 	cmd := exec.Command(self)
@@ -236,10 +227,10 @@ func runOne(env []string) string {
 	go func() {
 		// Tell the host when the role answers /readyz.
 		port := FirstPort
-		if _, p, err := net.SplitHostPort(lookup(env, patterns.EnvAddr)); err == nil {
+		if _, p, err := net.SplitHostPort(child.Getenv(env, patterns.EnvAddr)); err == nil {
 			port, _ = strconv.Atoi(p)
 		}
-		if lookup(env, patterns.EnvListenFD) != "" {
+		if child.Getenv(env, patterns.EnvListenFD) != "" {
 			return
 		}
 		url := "http://127.0.0.1:" + strconv.Itoa(port) + "/readyz"

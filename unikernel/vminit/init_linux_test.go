@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-dev/kiln/internal/child"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -38,7 +40,7 @@ func TestEnvironment(t *testing.T) {
 	if !slices.Equal(env, want) {
 		t.Errorf("env %q, want %q", env, want)
 	}
-	if lookup(env, "KILN_ROLE") != "router" || lookup(env, "NOPE") != "" {
+	if child.Getenv(env, "KILN_ROLE") != "router" || child.Getenv(env, "NOPE") != "" {
 		t.Error("lookup")
 	}
 	if _, err := environment(map[string]string{ArgEnv: "novalue"}); err == nil {
