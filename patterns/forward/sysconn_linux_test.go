@@ -2,7 +2,6 @@ package forward
 
 import (
 	"bytes"
-	"io"
 	"math/rand/v2"
 	"net"
 	"testing"
@@ -10,8 +9,8 @@ import (
 )
 
 // writev goes on where a full socket stopped it: a head and a body of
-// several MB, to a reader that takes them slowly,
-// arrive whole and in order, and so do writes of one part alone.
+// several MB, to a reader that takes them slowly, arrive whole and in
+// order, and so do writes of one part alone.
 func TestSysConnWritevSendsBothPartsWholeAndInOrder(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -79,5 +78,4 @@ func TestSysConnWritevSendsBothPartsWholeAndInOrder(t *testing.T) {
 	if _, err := sc.writev([]byte("x"), []byte("y")); err == nil {
 		t.Error("writev on a closed connection did not fail")
 	}
-	var _ io.Writer = sc
 }
