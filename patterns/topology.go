@@ -183,10 +183,11 @@ const envGoDebug = "GODEBUG"
 const sysmonAwake = "schedtrace=2147483647"
 
 // addGoDebug adds setting to the GODEBUG value v, unless v sets that key.
+// Keys are compared as the runtime reads them, spaces and all.
 func addGoDebug(v, setting string) string {
 	key, _, _ := strings.Cut(setting, "=")
 	for field := range strings.SplitSeq(v, ",") {
-		if k, _, _ := strings.Cut(strings.TrimSpace(field), "="); k == key {
+		if k, _, _ := strings.Cut(field, "="); k == key {
 			return v
 		}
 	}

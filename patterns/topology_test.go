@@ -95,8 +95,11 @@ func TestRoleEnvKeepsSysmonAwakeInRoutersAndRootsOnly(t *testing.T) {
 			map[string]string{"search-root": sysmonAwake, "search-leaf": ""}},
 		{"the service's settings kept", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, "http2client=0",
 			map[string]string{"web-router": sysmonAwake + ",http2client=0", "web-replica": "http2client=0"}},
-		{"the service's own schedtrace wins", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, "gctrace=1, schedtrace=1000",
-			map[string]string{"web-router": "gctrace=1, schedtrace=1000", "web-replica": "gctrace=1, schedtrace=1000"}},
+		{"the service's own schedtrace wins", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, "gctrace=1,schedtrace=1000",
+			map[string]string{"web-router": "gctrace=1,schedtrace=1000", "web-replica": "gctrace=1,schedtrace=1000"}},
+		// The runtime reads " schedtrace" as another key, and so does kiln.
+		{"a key with a space is another key", spec.Service{Name: "web", Simple: &spec.Simple{Replicas: 2}}, "gctrace=1, schedtrace=1000",
+			map[string]string{"web-router": sysmonAwake + ",gctrace=1, schedtrace=1000", "web-replica": "gctrace=1, schedtrace=1000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.godebug != "" {

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -198,21 +199,28 @@ func (d *Deployment) place(t *patterns.Topology, opts Options, old map[string]*p
 	if err != nil {
 		return nil, nil, opened, err
 	}
+	inherited := child.Getenv(opts.Env, "GODEBUG")
 	for i, p := range procs {
-		env := p.workload.RoleEnv(p.index, addrs[p.workload.Backends], endpoints)
+		w := p.workload
+		if inherited != "" {
+			// The runtime settings the deployment inherits go before the
+			// service's, which win, and like them keep kiln from adding a
+			// setting of its own to a key they set (patterns' RoleEnv).
+			wc := *w
+			wc.Env = maps.Clone(w.Env)
+			if wc.Env == nil {
+				wc.Env = map[string]string{}
+			}
+			wc.Env["GODEBUG"] = strings.Trim(inherited+","+w.Env["GODEBUG"], ",")
+			w = &wc
+		}
+		env := w.RoleEnv(p.index, addrs[p.workload.Backends], endpoints)
 		if len(p.workload.Leases) > 0 {
 			env[lease.EnvURL] = leaseURL
 		}
 		if p.workload.Storage != nil {
 			if env[patterns.EnvData], err = d.dataDir(t.App, p); err != nil {
 				return nil, nil, opened, err
-			}
-		}
-		if v, ok := env["GODEBUG"]; ok {
-			// A router's runtime setting (patterns' RoleEnv) goes with
-			// the ones the process inherits, after them, so it wins.
-			if inherited := child.Getenv(opts.Env, "GODEBUG"); inherited != "" {
-				env["GODEBUG"] = inherited + "," + v
 			}
 		}
 		p.env = append(append([]string{}, opts.Env...), patterns.EnvListenFD+"=3")

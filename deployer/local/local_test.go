@@ -155,36 +155,43 @@ func TestTailKeepsTheLastLinesAndQuotesTheLastOutput(t *testing.T) {
 	}
 }
 
-// A router runs with the runtime setting kiln gives routers after the
-// GODEBUG the deployment inherits, which the replicas run with alone.
+// A process runs with the GODEBUG the deployment inherits; a router also
+// with the runtime setting kiln gives routers, unless the inherited value
+// sets that key itself (someone tracing the scheduler on purpose).
 func TestARouterAddsItsGODEBUGToTheInheritedOne(t *testing.T) {
 	bin, err := testbin.Build(t.TempDir(), "./examples/hello")
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "GODEBUG=http2client=0")
-	d, err := Start(context.Background(), topology(t), Options{Binary: bin, Output: io.Discard, Env: env})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop()
-	for _, p := range d.Processes() {
-		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.PID))
+	for _, tc := range []struct{ inherited, router string }{
+		{"http2client=0", "schedtrace=2147483647,http2client=0"},
+		{"schedtrace=1000,http2client=0", "schedtrace=1000,http2client=0"},
+	} {
+		env := append(os.Environ(), "GODEBUG="+tc.inherited)
+		d, err := Start(context.Background(), topology(t), Options{Binary: bin, Output: io.Discard, Env: env})
 		if err != nil {
-			t.Skipf("no /proc: %v", err)
+			t.Fatal(err)
 		}
-		var got []string
-		for kv := range strings.SplitSeq(string(environ), "\x00") {
-			if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
-				got = append(got, v)
+		for _, p := range d.Processes() {
+			environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.PID))
+			if err != nil {
+				d.Stop()
+				t.Skipf("no /proc: %v", err)
+			}
+			var got []string
+			for kv := range strings.SplitSeq(string(environ), "\x00") {
+				if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+					got = append(got, v)
+				}
+			}
+			want := tc.inherited
+			if p.Workload == "hello-router" {
+				want = tc.router
+			}
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("inheriting %q, %s runs with GODEBUG %q, want one, %q", tc.inherited, p.Name, got, want)
 			}
 		}
-		want := "http2client=0"
-		if p.Workload == "hello-router" {
-			want += ",schedtrace=2147483647"
-		}
-		if len(got) != 1 || got[0] != want {
-			t.Errorf("%s runs with GODEBUG %q, want one, %q", p.Name, got, want)
-		}
+		d.Stop()
 	}
 }

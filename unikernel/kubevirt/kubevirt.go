@@ -14,7 +14,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -241,11 +240,6 @@ func (r *renderer) check() error {
 		if s.Shard != nil && s.Shard.Ambassador != "" {
 			errs = append(errs, &spec.FieldError{Path: p.Dot("shard").Dot("ambassador"), Msg: "a microVM runs one role: an ambassador router inside the client's VM needs the container path (kiln render without --unikernel)"})
 		}
-		for k, v := range s.Env {
-			if strings.ContainsAny(k+v, "\",\n") || strings.ContainsAny(k, " =") {
-				errs = append(errs, &spec.FieldError{Path: p.Dot("env").Key(k), Msg: "goes on the kernel command line (kiln.env=K=V,...), which cannot carry a comma, a double quote or a newline"})
-			}
-		}
 	}
 	return errs.Err()
 }
@@ -323,12 +317,6 @@ func (r *renderer) replicaSet(s *spec.Service, name string, role patterns.Role, 
 	port := s.HandlerPort()
 	w := patterns.Workload{Service: s.Name, Role: role, Replicas: count, Env: s.Env}
 	env := w.RoleEnv(index, peers, r.services)
-	if strings.Contains(env["GODEBUG"], ",") {
-		// A router's runtime setting beside the service's would make a
-		// comma-separated value, which kiln.env splits into variables:
-		// the service's own setting alone, then.
-		env["GODEBUG"] = s.Env["GODEBUG"]
-	}
 	env[patterns.EnvAddr] = ":" + strconv.Itoa(port)
 	if role == patterns.RoleRouter || role == patterns.RoleRoot {
 		// As on pods: its backends may have no DNS name yet when it starts.
@@ -431,20 +419,12 @@ func (r *renderer) kernelArgs(env map[string]string) string {
 		ns = "default"
 	}
 	d := r.o.ClusterDomain
-	var kv []string
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		kv = append(kv, k+"="+env[k])
-	}
-	e := strings.Join(kv, ",")
-	if strings.ContainsAny(e, " \t") {
-		e = `"` + e + `"`
-	}
 	return strings.Join([]string{
 		unikernel.BaseCmdline(),
 		vminit.ArgIP + "=" + guestIP, vminit.ArgGW + "=" + gateway,
 		vminit.ArgDNS + "=" + r.o.ClusterDNS,
 		vminit.ArgSearch + "=" + strings.Join([]string{ns + ".svc." + d, "svc." + d, d}, ","),
-		vminit.ArgEnv + "=" + e,
+		vminit.ArgEnv + "=" + vminit.EncodeEnv(env),
 	}, " ")
 }
 

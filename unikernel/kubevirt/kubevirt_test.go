@@ -22,6 +22,7 @@ import (
 	"github.com/kiln-dev/kiln/internal/golden"
 	"github.com/kiln-dev/kiln/spec"
 	"github.com/kiln-dev/kiln/unikernel"
+	"github.com/kiln-dev/kiln/unikernel/vminit"
 )
 
 // fakeImage is an image directory with small stand-ins for the kernel and
@@ -225,7 +226,7 @@ func TestKubeVirtTopology(t *testing.T) {
 		}
 	}
 	router := rs["kv-router"].Spec.Template.Spec.Domain.Firmware.KernelBoot
-	if !strings.Contains(router.KernelArgs, "KILN_PEERS=http://kv-shard-0.kv-shard:8080,http://kv-shard-1.kv-shard:8080,http://kv-shard-2.kv-shard:8080") ||
+	if vmEnv(t, router.KernelArgs)["KILN_PEERS"] != "http://kv-shard-0.kv-shard:8080,http://kv-shard-1.kv-shard:8080,http://kv-shard-2.kv-shard:8080" ||
 		!strings.Contains(router.KernelArgs, "kiln.ip=10.0.2.2/24 kiln.gw=10.0.2.1") ||
 		!strings.Contains(router.KernelArgs, "kiln.search=apps.svc.cluster.local,") {
 		t.Errorf("router kernel args %q", router.KernelArgs)
@@ -263,31 +264,57 @@ func TestKubeVirtRefusesStorageSayingWhereItRuns(t *testing.T) {
 	}
 }
 
-// A service's own GODEBUG reaches its router's VM whole: beside the
-// router's runtime setting it would make a comma, which the kernel
-// command line's kiln.env splits on.
-func TestKubeVirtRouterKeepsTheServicesGODEBUGWhole(t *testing.T) {
+// vmEnv is the environment a VM's init gives its program, read from the
+// kernel command line as the init reads it.
+func vmEnv(t *testing.T, args string) map[string]string {
+	t.Helper()
+	for word := range strings.FieldsSeq(args) {
+		if v, ok := strings.CutPrefix(word, vminit.ArgEnv+"="); ok {
+			env, err := vminit.DecodeEnv(v)
+			if err != nil {
+				t.Fatalf("%s: %v", word, err)
+			}
+			m := map[string]string{}
+			for _, kv := range env {
+				k, v, _ := strings.Cut(kv, "=")
+				m[k] = v
+			}
+			return m
+		}
+	}
+	t.Fatalf("no %s in %q", vminit.ArgEnv, args)
+	return nil
+}
+
+// Every VM's program gets its service's environment as written, whatever
+// the values hold (commas, K=V pairs, spaces, quotes, percent signs), and a
+// router gets the service's GODEBUG after its own runtime setting.
+func TestKubeVirtVMsGetTheirEnvironmentWhole(t *testing.T) {
 	app := example(t, "kv")
-	app.Services[0].Env = map[string]string{"GODEBUG": "http2client=0"}
+	odd := "a,B=c d\"e%41\nf"
+	app.Services[0].Env = map[string]string{"GODEBUG": "http2client=0", "ODD": odd}
 	objs, err := RenderApp(app, Options{Image: "registry.example/kv-vm@sha256:0123"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := kubernetes.YAML(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	vms := 0
-	for line := range strings.SplitSeq(string(out), "\n") {
-		if !strings.Contains(line, "kiln.env=") {
+	for _, o := range objs {
+		rs, ok := o.(*kubevirtv1.VirtualMachineInstanceReplicaSet)
+		if !ok {
 			continue
 		}
 		vms++
-		if !strings.Contains(line, "kiln.env=GODEBUG=http2client=0,KILN_") {
-			t.Errorf("a VM's kiln.env lacks GODEBUG=http2client=0 alone: %s", strings.TrimSpace(line))
+		args := rs.Spec.Template.Spec.Domain.Firmware.KernelBoot.KernelArgs
+		env := vmEnv(t, args) // a space or quote left as it is would cut ODD short
+		want := "http2client=0"
+		if env["KILN_ROLE"] == "router" {
+			want = "schedtrace=2147483647,http2client=0"
+		}
+		if env["GODEBUG"] != want || env["ODD"] != odd || env["B"] != "" {
+			t.Errorf("%s: GODEBUG %q, ODD %q, B %q; want %q, %q, none", rs.Name, env["GODEBUG"], env["ODD"], env["B"], want, odd)
 		}
 	}
 	if vms < 2 {
-		t.Errorf("%d VMs with a kiln.env, want the shards' and the router's", vms)
+		t.Errorf("%d VMs, want the shards' and the router's", vms)
 	}
 }

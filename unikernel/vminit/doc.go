@@ -37,7 +37,7 @@ import (
 
 // Kernel command line keys that Main reads.
 const (
-	ArgEnv   = "kiln.env"   // KEY=VALUE,KEY=VALUE added to the program's environment
+	ArgEnv   = "kiln.env"   // KEY=VALUE,KEY=VALUE added to the program's environment (EncodeEnv)
 	ArgIP    = "kiln.ip"    // eth0's address, CIDR: 10.0.2.15/24
 	ArgGW    = "kiln.gw"    // the default route's gateway
 	ArgPort  = "kiln.port"  // the first entry point's port

@@ -186,27 +186,11 @@ func loadModules(args map[string]string) error {
 
 // environment is the program's environment: a minimal base plus kiln.env.
 func environment(args map[string]string) ([]string, error) {
-	env := []string{"PATH=/", "HOME=/"}
-	s := args[ArgEnv]
-	if s == "" {
-		return env, nil
+	env, err := DecodeEnv(args[ArgEnv])
+	if err != nil {
+		return nil, err
 	}
-	var pairs []string
-	for _, p := range strings.Split(s, ",") {
-		if strings.Contains(p, "=") || len(pairs) == 0 {
-			pairs = append(pairs, p)
-		} else {
-			// A comma inside a value, as in KILN_PEERS=http://a,http://b.
-			pairs[len(pairs)-1] += "," + p
-		}
-	}
-	for _, p := range pairs {
-		if !strings.Contains(p, "=") {
-			return nil, fmt.Errorf("%s: %q is not KEY=VALUE", ArgEnv, p)
-		}
-		env = append(env, p)
-	}
-	return env, nil
+	return append([]string{"PATH=/", "HOME=/"}, env...), nil
 }
 
 // runOne runs the program in the role its environment gives and returns
