@@ -541,6 +541,7 @@ func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]
 			DeprecatedServiceAccount:      account,
 			AutomountServiceAccountToken:  ptr(token),
 			TerminationGracePeriodSeconds: &grace,
+			DNSConfig:                     dnsConfig(),
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   ptr(true),
 				RunAsUser:      ptr(int64(uid)),
@@ -550,6 +551,19 @@ func (r *renderer) pod(s *spec.Service, w *patterns.Workload, labels map[string]
 			},
 		},
 	}
+}
+
+// dnsConfig asks the pod's resolver to send a query again after one
+// second, three times, rather than after five seconds, twice (the
+// default of glibc and Go). A lost DNS packet then costs a second: kiln's
+// programs find each other, and routers their shards, by name, and a dial
+// that waited five seconds for a lookup has spent its whole timeout
+// (forward's dialer) and fails the request.
+func dnsConfig() *corev1.PodDNSConfig {
+	return &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{
+		{Name: "timeout", Value: ptr("1")},
+		{Name: "attempts", Value: ptr("3")},
+	}}
 }
 
 func (r *renderer) sidecar(c spec.Container) corev1.Container {

@@ -50,7 +50,7 @@ func TestEnvironment(t *testing.T) {
 
 func TestBootResolvConf(t *testing.T) {
 	got, err := resolvConfText(parseCmdline("kiln.dns=10.96.0.10 kiln.search=apps.svc.cluster.local,svc.cluster.local,cluster.local"))
-	want := "nameserver 10.96.0.10\nsearch apps.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+	want := "nameserver 10.96.0.10\nsearch apps.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:3\n"
 	if err != nil || got != want {
 		t.Errorf("resolv.conf %q, %v; want %q", got, err, want)
 	}

@@ -205,7 +205,8 @@ func resolvConfText(args map[string]string) (string, error) {
 		fmt.Fprintf(&b, "search %s\n", strings.ReplaceAll(s, ",", " "))
 	}
 	// Cluster names like kv-shard-0.kv-shard have one dot: try the search
-	// domains first, as a pod's resolv.conf does.
-	b.WriteString("options ndots:5\n")
+	// domains first, as a pod's resolv.conf does. A lost query is asked
+	// again after a second, as in the pods kiln renders (deployer/kubernetes).
+	b.WriteString("options ndots:5 timeout:1 attempts:3\n")
 	return b.String(), nil
 }
