@@ -20,6 +20,9 @@ type connPool struct {
 	mu       sync.Mutex
 	idle     map[string][]*backendConn // per host, oldest first
 	sweeping bool                      // a sweep is scheduled
+	// quiet counts, per host, the looks after a bodiless answer that found
+	// nothing; noisyHost marks a host that wrote after one (bodilessTrust).
+	quiet map[string]int
 }
 
 func newConnPool() *connPool {
@@ -28,6 +31,7 @@ func newConnPool() *connPool {
 		maxIdle:     512,
 		idleTimeout: 90 * time.Second, // as newHTTPTransport's
 		idle:        map[string][]*backendConn{},
+		quiet:       map[string]int{},
 	}
 }
 
@@ -39,7 +43,46 @@ type backendConn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
+	ended     answerEnd // how the answer before idleSince ended
+	// quietHost: the pool had seen enough bodiless answers from this
+	// connection's host followed by nothing (bodilessTrust) when it
+	// handed the connection out.
+	quietHost bool
 }
+
+// answerEnd is how the last answer on a kept-alive connection ended,
+// which tells whether a look at it may be skipped (closedByPeer).
+type answerEnd uint8
+
+const (
+	// endUnsure: any other end, such as a HEAD answer (naive servers write
+	// a body on those), or the transport's.
+	endUnsure answerEnd = iota
+	// endFramed: a Content-Length or chunked body, read whole. Bytes after
+	// it would come from a broken backend.
+	endFramed
+	// endBodiless: a 204 or 304 answer, which has no body by definition;
+	// some servers write one anyway, in a write of its own after the head.
+	endBodiless
+)
+
+// bodilessTrust is how many looks after a bodiless answer from a host
+// must find nothing before the pool stops looking after its bodiless
+// answers. A host seen writing after one (a look found bytes, or the next
+// answer began with bytes that were none) is looked at again for good.
+const (
+	bodilessTrust = 8
+	noisyHost     = -1 << 30
+)
+
+// trustIdle is how long after a framed answer a kept-alive connection is
+// taken for open without looking at it: looking is a system call, on a
+// busy connection one per request and a twentieth of a small request's
+// cost. Backends close an idle connection after seconds (net/http's
+// IdleTimeout, nginx's keepalive_timeout), or at once when they drain; a
+// request that goes again on another connection when its answer does not
+// come covers the latter.
+const trustIdle = 100 * time.Millisecond
 
 func (c *backendConn) takeBuffers() {
 	c.br, c.bw = getReader(&answerReaders, c.rw), getWriter(&requestWriters, c.rw)
@@ -61,6 +104,7 @@ func (p *connPool) get(ctx context.Context, host string) (c *backendConn, reused
 	if cs := p.idle[host]; len(cs) > 0 {
 		c := cs[len(cs)-1]
 		p.idle[host] = cs[:len(cs)-1]
+		c.quietHost = p.quiet[host] >= bodilessTrust
 		p.mu.Unlock()
 		c.takeBuffers()
 		return c, true, nil
@@ -80,10 +124,11 @@ func newBackendConn(nc net.Conn) *backendConn {
 }
 
 // put keeps c for the next request to host, or closes it when enough are
-// kept already. c must hold no byte unread or unsent.
-func (p *connPool) put(host string, c *backendConn) {
+// kept already. c must hold no byte unread or unsent; ended tells how its
+// last answer ended.
+func (p *connPool) put(host string, c *backendConn, ended answerEnd) {
 	c.dropBuffers()
-	c.idleSince = time.Now()
+	c.idleSince, c.ended = time.Now(), ended
 	p.mu.Lock()
 	if len(p.idle[host]) < p.maxIdle {
 		p.idle[host] = append(p.idle[host], c)
@@ -127,6 +172,7 @@ func (p *connPool) sweep() {
 		stale = append(stale, cs[:n]...)
 		if n == len(cs) {
 			delete(p.idle, host)
+			delete(p.quiet, host) // the addresses of a resolved set come and go
 		} else if n > 0 {
 			p.idle[host] = append([]*backendConn(nil), cs[n:]...)
 		}
@@ -154,12 +200,38 @@ func (c *backendConn) writeRequest(head, body []byte) error {
 	return err
 }
 
-// closedByPeer reports whether the backend has closed c, or sent something
-// unasked, while it was idle: such a connection must not carry a request.
-func (c *backendConn) closedByPeer() bool {
+// closedByPeer reports whether the backend at host has closed c, or sent
+// something unasked, while it was idle: such a connection must not carry a
+// request. For a request that may go again on another connection (retry),
+// a connection whose answer ended less than trustIdle ago is not looked
+// at when that answer was framed, or bodiless from a quiet host.
+func (p *connPool) closedByPeer(host string, c *backendConn, retry bool) bool {
 	if c.br.Buffered() > 0 {
 		return true
 	}
-	p, ok := c.rw.(interface{ peerClosed() bool })
-	return ok && p.peerClosed()
+	fresh := retry && time.Since(c.idleSince) < trustIdle
+	if fresh && (c.ended == endFramed || c.ended == endBodiless && c.quietHost) {
+		return false
+	}
+	pc, ok := c.rw.(interface{ peerClosed() bool })
+	closed := ok && pc.peerClosed()
+	if ok && fresh && c.ended == endBodiless {
+		// Within trustIdle, what a look finds is a body written after the
+		// head, not an idle close.
+		if closed {
+			p.noisy(host)
+		} else {
+			p.mu.Lock()
+			p.quiet[host]++
+			p.mu.Unlock()
+		}
+	}
+	return closed
+}
+
+// noisy marks host as a backend that writes after a bodiless answer.
+func (p *connPool) noisy(host string) {
+	p.mu.Lock()
+	p.quiet[host] = noisyHost
+	p.mu.Unlock()
 }

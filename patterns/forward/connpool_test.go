@@ -27,7 +27,7 @@ func TestConnPoolClosesIdleConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	p.put(host, old)
+	p.put(host, old, endFramed)
 	select {
 	case at := <-closed:
 		if d := at.Sub(start); d < p.idleTimeout {

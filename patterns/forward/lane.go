@@ -65,12 +65,50 @@ type laneConn struct {
 	gone      bool // the client hung up during the wait
 }
 
+// laneConns are lane connections that ended, kept with their buffers,
+// timer and raw reader for the next: a client that opens a connection per
+// request otherwise costs the router a dozen allocations per request and
+// the collections that go with them (bench/run shard, close).
+var laneConns = sync.Pool{New: func() any { return new(laneConn) }}
+
 func newLaneConn(c net.Conn, p *Proxy, headerTimeout time.Duration) *laneConn {
-	rw := newSysConn(c)
-	lc := &laneConn{Conn: c, rw: rw, br: getReader(&clientReaders, rw), idle: true, fresh: true, p: p, headerTimeout: headerTimeout}
+	lc := laneConns.Get().(*laneConn)
+	lc.Conn, lc.p, lc.headerTimeout = c, p, headerTimeout
+	lc.rw = reuseSysConn(lc.rw, c)
+	lc.br = getReader(&clientReaders, lc.rw)
+	lc.idle, lc.fresh = true, true
 	lc.remote = c.RemoteAddr().String()
 	lc.ip, _, _ = net.SplitHostPort(lc.remote)
 	return lc
+}
+
+// release gives lc, its connection over and no one else holding it, back
+// to laneConns.
+func (lc *laneConn) release() {
+	lc.br.Reset(nil)
+	clientReaders.Put(lc.br)
+	lc.releaseWriter()
+	lc.releaseBody()
+	lc.dropLargeBuffers()
+	*lc = laneConn{
+		rw: lc.rw, request: lc.request[:0], scratch: lc.scratch[:0], out: lc.out[:0],
+		req: http.Request{Header: lc.req.Header}, watch: lc.watch, watchDone: lc.watchDone,
+	}
+	if sc, ok := lc.rw.(interface{ forget() }); ok {
+		sc.forget()
+	}
+	laneConns.Put(lc)
+}
+
+// dropLargeBuffers lets go of head buffers one huge head grew: they should
+// not stay with the connection, or with the next one to reuse it.
+func (lc *laneConn) dropLargeBuffers() {
+	if cap(lc.scratch) > 64<<10 {
+		lc.scratch = nil
+	}
+	if cap(lc.out) > 64<<10 {
+		lc.out = nil
+	}
 }
 
 // writer gives lc a write buffer for the answer it is about to send. A
@@ -121,6 +159,35 @@ func (lc *laneConn) watchClient() {
 		lc.waitingOn.SetReadDeadline(aLongTimeAgo)
 	}
 	lc.watchDone <- struct{}{}
+}
+
+// waitDeadliner is a reader that sets a read deadline only when a read has
+// to wait (sysConn).
+type waitDeadliner interface {
+	armWaitDeadline(d time.Duration)
+	disarmWaitDeadline() (set bool)
+}
+
+// peekFirst waits for a new connection's first bytes, for at most timeout
+// (none if 0) from when it starts waiting, as net/http's ReadHeaderTimeout
+// does from the accept. It reports whether it left a read deadline set.
+// Most clients send their request with the connection: the read finds it
+// at once and no deadline is set and cleared (bench/run shard, close).
+func (lc *laneConn) peekFirst(timeout time.Duration) (deadline bool, err error) {
+	wd, lazy := lc.rw.(waitDeadliner)
+	switch {
+	case timeout <= 0:
+	case lazy:
+		wd.armWaitDeadline(timeout)
+	default:
+		lc.SetReadDeadline(time.Now().Add(timeout))
+		deadline = true
+	}
+	_, err = lc.br.Peek(1)
+	if lazy && timeout > 0 {
+		deadline = wd.disarmWaitDeadline()
+	}
+	return deadline, err
 }
 
 // peekHead returns the next request's head, from the request line to the
@@ -590,7 +657,7 @@ func (p *Proxy) exchange(lc *laneConn, lr *laneRequest, b *Backend, keep bool) (
 	if rh.close || rh.body == bodyUntilClose || bc.br.Buffered() > 0 || !whole {
 		bc.Close()
 	} else {
-		p.pool.put(addr, bc)
+		p.pool.put(addr, bc, rh.ended(lr.method))
 	}
 	if lc.bw.Flush() != nil {
 		return rh.code, false
@@ -602,12 +669,7 @@ func (p *Proxy) exchange(lc *laneConn, lr *laneRequest, b *Backend, keep bool) (
 // into rh. gone reports that the client hung up meanwhile. A body that
 // streams goes on streaming after send returns, beside the answer.
 func (p *Proxy) send(lc *laneConn, lr *laneRequest, addr string, rh *responseHead) (bc *backendConn, body *bodyStream, gone bool, err error) {
-	if cap(lc.scratch) > 64<<10 {
-		lc.scratch = nil // one huge head should not stay with the connection
-	}
-	if cap(lc.out) > 64<<10 {
-		lc.out = nil
-	}
+	lc.dropLargeBuffers()
 	// A body that streams cannot be sent twice.
 	retry := idempotent(lr.method) && !lr.streamed
 	lc.out = lr.appendHead(lc.out[:0], addr, lc.ip)
@@ -618,10 +680,11 @@ func (p *Proxy) send(lc *laneConn, lr *laneRequest, addr string, rh *responseHea
 			return nil, nil, false, err
 		}
 		lc.backend.Store(bc)
-		if reused && bc.closedByPeer() {
-			// Only on a connection known to be open and quiet: what cannot
-			// be sent twice must not fail there, and bytes a backend sent
-			// unasked must not become the next answer.
+		if reused && p.pool.closedByPeer(addr, bc, retry) {
+			// Only on a connection known to be open and quiet (or, for a
+			// request that may go again, one that answered in full a moment
+			// ago): what cannot be sent twice must not fail there, and bytes
+			// a backend sent unasked must not become the next answer.
 			bc.Close()
 			continue
 		}
@@ -643,6 +706,12 @@ func (p *Proxy) send(lc *laneConn, lr *laneRequest, addr string, rh *responseHea
 			}
 		}
 		bc.Close()
+		if reused && bc.ended == endBodiless && len(lc.scratch) > 0 {
+			// Bytes that are no answer, after a bodiless one: the backend
+			// writes after those (a body on a 204), and its connections
+			// are looked at after them from now on.
+			p.pool.noisy(addr)
+		}
 		// A kept-alive connection the backend had closed fails before a
 		// byte of an answer; an idempotent request is safe to send again.
 		// A backend that drains closes all its idle connections at once,
@@ -746,6 +815,17 @@ const (
 	bodyChunked
 	bodyUntilClose
 )
+
+// ended is how an answer to method with this head, relayed whole, ends.
+func (rh *responseHead) ended(method string) answerEnd {
+	switch {
+	case rh.body == bodyLength || rh.body == bodyChunked:
+		return endFramed
+	case method != http.MethodHead && (rh.code == http.StatusNoContent || rh.code == http.StatusNotModified):
+		return endBodiless
+	}
+	return endUnsure
+}
 
 // responseHead is a backend's response head, parsed; its lines stay in the
 // scratch buffer it was read into.

@@ -43,17 +43,28 @@ func TestLaneFramesWhatConnectionNames(t *testing.T) {
 }
 
 // TestPooledConnectionWithUnaskedBytesIsDropped: bytes a backend sends
-// after an answer (a body on a HEAD answer, written separately, as naive
-// servers do) never become the next request's answer, on any path.
+// after an answer (a body on a HEAD or 204 answer, written separately, as
+// naive servers do; or bytes past a Content-Length) never become the next
+// request's answer, on any path. A connection whose last answer was
+// framed is taken for open for trustIdle without looking at it, so the
+// second case asks after that; one whose 204 answer came from a backend
+// that never wrote after one is too, so the third case asks more times
+// than it takes to trust a backend that does.
 func TestPooledConnectionWithUnaskedBytesIsDropped(t *testing.T) {
 	backend := rawServer(t, func(req *http.Request, c net.Conn) {
-		if req.Method == http.MethodHead {
+		switch {
+		case req.Method == http.MethodHead:
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 44\r\n\r\n")
-			time.Sleep(20 * time.Millisecond)
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstale!")
+		case req.Method == http.MethodPut:
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		case req.URL.Path == "/framed":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nframed")
+		default:
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 			return
 		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstale!")
 	})
 	for _, tc := range []struct {
 		name  string
@@ -67,19 +78,139 @@ func TestPooledConnectionWithUnaskedBytesIsDropped(t *testing.T) {
 			return serve(t, p)
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			base := tc.serve(t)
-			req, _ := http.NewRequest(http.MethodHead, base+"/a", nil)
-			resp, err := http.DefaultClient.Do(req)
+		for _, first := range []struct {
+			method, path string
+			wait         time.Duration
+			times        int
+		}{
+			{http.MethodHead, "/a", 50 * time.Millisecond, 1}, // within trustIdle: not framed, so looked at
+			{http.MethodGet, "/framed", trustIdle + 100*time.Millisecond, 1},
+			{http.MethodPut, "/nobody", 50 * time.Millisecond, bodilessTrust + 2},
+		} {
+			t.Run(tc.name+", after "+first.method+" "+first.path, func(t *testing.T) {
+				base := tc.serve(t)
+				for i := range first.times {
+					req, _ := http.NewRequest(first.method, base+first.path, nil)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					time.Sleep(first.wait)
+					if _, body := fetch(t, base+"/b"); body != "ok" {
+						t.Errorf("GET /b, time %d, got another request's bytes: %q", i+1, body)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestBackendThatStartsWritingAfter204sCostsOneAnswer: a backend whose
+// 204 answers earned the lane's trust (nothing came after them) and then
+// writes a body after one costs at most the next answer on that
+// connection: from then on its connections are looked at again.
+func TestBackendThatStartsWritingAfter204sCostsOneAnswer(t *testing.T) {
+	var puts atomic.Int32
+	backend := rawServer(t, func(req *http.Request, c net.Conn) {
+		if req.Method != http.MethodPut {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		if puts.Add(1) > bodilessTrust+2 {
+			time.Sleep(5 * time.Millisecond)
+			io.WriteString(c, "saved\n")
+		}
+	})
+	base := serve(t, newProxy(backend))
+	lost := 0
+	for i := range bodilessTrust + 6 {
+		req, _ := http.NewRequest(http.MethodPut, base+"/nobody", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+		resp, body := fetch(t, base+"/b")
+		switch {
+		case body == "ok":
+		case resp.StatusCode == http.StatusBadGateway && i == bodilessTrust+2:
+			lost++ // the first answer after the backend changed its ways
+		default:
+			t.Errorf("GET /b after PUT %d = %d %q, want 200 \"ok\"", i+1, resp.StatusCode, body)
+		}
+	}
+	t.Logf("answers lost: %d", lost)
+}
+
+// TestLaneSendsAGetAgainOnAConnectionClosedUnseen: a backend that drains
+// closes its idle connections at once; GETs right after, on connections
+// the lane takes for open without looking (trustIdle), all get their
+// answer, and each reaches the backend once.
+func TestLaneSendsAGetAgainOnAConnectionClosedUnseen(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "ok "+r.URL.Path)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	base := serve(t, newProxy(u))
+
+	// Eight requests at once leave eight kept-alive connections.
+	const conns = 8
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			// Not fetch: t.Fatal belongs to the test's own goroutine.
+			resp, err := http.Get(base + "/slow")
 			if err != nil {
-				t.Fatal(err)
+				t.Error(err)
+				return
 			}
+			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			time.Sleep(100 * time.Millisecond)
-			if _, body := fetch(t, base+"/b"); body != "ok" {
-				t.Errorf("GET /b got another request's bytes: %q", body)
-			}
 		})
+	}
+	for {
+		mu.Lock()
+		n := seen["/slow"]
+		mu.Unlock()
+		if n == conns {
+			break
+		}
+		if t.Failed() {
+			close(release)
+			wg.Wait()
+			t.FailNow()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	srv.CloseClientConnections()
+	for i := range 2 * conns {
+		path := fmt.Sprintf("/get-%d", i)
+		if resp, body := fetch(t, base+path); resp.StatusCode != http.StatusOK || body != "ok "+path {
+			t.Fatalf("GET %s after the backend closed its idle connections: %d %q", path, resp.StatusCode, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range 2 * conns {
+		if n := seen[fmt.Sprintf("/get-%d", i)]; n != 1 {
+			t.Errorf("GET /get-%d reached the backend %d times, want once", i, n)
+		}
 	}
 }
 
@@ -275,25 +406,35 @@ func TestLaneFailedPickLeavesNoBodyBehind(t *testing.T) {
 	}
 }
 
-// TestLaneClosesSilentConnections: a connection that never sends a byte is
-// closed after the header timeout, as net/http closes it.
+// TestLaneClosesSilentConnections: a connection that never sends a byte,
+// or stops in the middle of its first head, is closed after the header
+// timeout, as net/http closes it. The lane sets that deadline only once a
+// read has to wait, so both kinds are tried: the bytes sent with the
+// connection are usually read before any wait.
 func TestLaneClosesSilentConnections(t *testing.T) {
 	p := newProxy(backend(t, echoPath))
 	headerTimeout := 200 * time.Millisecond
 	base := serveWith(t, p, &http.Server{Handler: handler(p), ReadHeaderTimeout: headerTimeout})
 
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	start := time.Now()
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("a silent connection: %v after %s; want it closed", err, time.Since(start))
-	}
-	// The timeout runs from the accept, a little before start.
-	if took := time.Since(start); took < headerTimeout/2 {
-		t.Fatalf("closed after %s, well before the header timeout", took)
+	for _, sent := range []string{"", "GET /a HTTP/1.1\r\nHost: x\r\n"} {
+		t.Run(fmt.Sprintf("%q", sent), func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, sent); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			start := time.Now()
+			if got, err := io.ReadAll(c); err != nil || len(got) > 0 {
+				t.Fatalf("a silent connection: %q, %v after %s; want it closed", got, err, time.Since(start))
+			}
+			// The timeout runs from the accept, a little before start.
+			if took := time.Since(start); took < headerTimeout/2 {
+				t.Fatalf("closed after %s, well before the header timeout", took)
+			}
+		})
 	}
 }

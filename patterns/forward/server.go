@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -77,6 +78,11 @@ type server struct {
 	idleTimeout   time.Duration // 0: none
 	headerTimeout time.Duration // for a request's head; 0: none
 
+	// next hands a new connection to a worker waiting for one (see work);
+	// idleWorkers counts those.
+	next        chan *laneConn
+	idleWorkers atomic.Int32
+
 	// accepted is closed once the accept loop has returned: shutdown waits
 	// for it, so that a connection accepted as the listener closed is
 	// served like the others rather than dropped unanswered.
@@ -91,7 +97,7 @@ type server struct {
 }
 
 func newServer(p *Proxy, srv *http.Server, ln net.Listener) *server {
-	s := &server{p: p, srv: srv, g: NewGraceful(srv), ln: ln, hand: newHandoffListener(ln.Addr()), accepted: make(chan struct{}), conns: map[*laneConn]struct{}{}}
+	s := &server{p: p, srv: srv, g: NewGraceful(srv), ln: ln, hand: newHandoffListener(ln.Addr()), accepted: make(chan struct{}), next: make(chan *laneConn), conns: map[*laneConn]struct{}{}}
 	s.headerTimeout, s.idleTimeout = srv.ReadHeaderTimeout, srv.IdleTimeout
 	if s.headerTimeout <= 0 {
 		s.headerTimeout = srv.ReadTimeout
@@ -106,6 +112,7 @@ func newServer(p *Proxy, srv *http.Server, ln net.Listener) *server {
 // http.ErrServerClosed then, like http.Server.Serve.
 func (s *server) serve() error {
 	defer close(s.accepted)
+	defer close(s.next)
 	go s.g.Serve(s.hand)
 	var delay time.Duration
 	for {
@@ -129,7 +136,35 @@ func (s *server) serve() error {
 			c.Close()
 			continue
 		}
-		go s.serveConn(lc)
+		select {
+		case s.next <- lc:
+		default:
+			go s.work(lc)
+		}
+	}
+}
+
+// maxIdleWorkers bounds the goroutines kept waiting for a connection.
+const maxIdleWorkers = 256
+
+// work serves lc, then waits for the next connection rather than end: a
+// goroutine per connection costs the runtime its creation and the growth of
+// its stack, a few of every hundred microseconds a router spends on a
+// connection that carries one request (bench/run shard, close). Past
+// maxIdleWorkers waiting, it ends; all end when the accept loop does.
+func (s *server) work(lc *laneConn) {
+	for {
+		s.serveConn(lc)
+		if s.idleWorkers.Add(1) > maxIdleWorkers {
+			s.idleWorkers.Add(-1)
+			return
+		}
+		var ok bool
+		lc, ok = <-s.next
+		s.idleWorkers.Add(-1)
+		if !ok {
+			return
+		}
 	}
 }
 
@@ -206,25 +241,25 @@ func (s *server) serveConn(lc *laneConn) {
 			lc.Close()
 		}
 		if !handedOff && r == nil {
-			// No one reads it any more: a streamed body's goroutine ended
+			// No one holds it any more: a streamed body's goroutine ended
 			// with the exchange (a panic may have cut that short), and a
-			// handed-over connection keeps it.
-			lc.br.Reset(nil)
-			clientReaders.Put(lc.br)
-			lc.br = nil
+			// handed-over connection keeps its reader.
+			lc.release()
+		} else {
+			lc.releaseWriter()
+			lc.releaseBody()
 		}
-		lc.releaseWriter()
-		lc.releaseBody()
 		s.wg.Done()
 	}()
 	var lr laneRequest
 	// A new connection gets as long for its first request's head as
 	// net/http gives it; later waits are the idle timeout's.
-	if s.headerTimeout > 0 {
-		lc.SetReadDeadline(time.Now().Add(s.headerTimeout))
-	}
+	deadline, err := lc.peekFirst(s.headerTimeout)
 	for first := true; ; first = false {
-		if _, err := lc.br.Peek(1); err != nil {
+		if !first {
+			_, err = lc.br.Peek(1)
+		}
+		if err != nil {
 			return // closed, silent, or woken by shutdown while idle
 		}
 		closing := s.setIdle(lc, false)
@@ -232,8 +267,9 @@ func (s *server) serveConn(lc *laneConn) {
 		if err != nil {
 			return
 		}
-		if first {
+		if deadline {
 			lc.SetReadDeadline(time.Time{})
+			deadline = false
 		}
 		var b *Backend
 		if ok {

@@ -33,20 +33,41 @@ type sysConn struct {
 	peekOpen        bool
 	readFn, writeFn func(fd uintptr) bool
 	peekFn          func(fd uintptr) bool
+
+	// waitDeadline, when set, is a read deadline that Read sets only once
+	// it has to wait for the socket, and waited says it did: a client's
+	// first request usually comes with its connection, and then costs the
+	// runtime no timer to start and stop (laneConn.peekFirst).
+	waitDeadline time.Duration
+	waited       bool
 }
 
 // newSysConn returns c's raw reader and writer, or c itself when it has no
 // file descriptor.
-func newSysConn(c net.Conn) io.ReadWriter {
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			s := &sysConn{Conn: c, raw: raw}
-			s.readFn, s.writeFn, s.peekFn = s.read, s.write, s.peek
-			return s
-		}
+func newSysConn(c net.Conn) io.ReadWriter { return reuseSysConn(nil, c) }
+
+// reuseSysConn is newSysConn(c), made of old when old is a sysConn that is
+// done with its connection (see forget).
+func reuseSysConn(old io.ReadWriter, c net.Conn) io.ReadWriter {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
 	}
-	return c
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	s, ok := old.(*sysConn)
+	if !ok {
+		s = &sysConn{}
+		s.readFn, s.writeFn, s.peekFn = s.read, s.write, s.peek
+	}
+	s.Conn, s.raw = c, raw
+	return s
 }
+
+// forget drops c's connection, which has ended.
+func (c *sysConn) forget() { c.Conn, c.raw = nil, nil }
 
 func (c *sysConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
@@ -70,6 +91,11 @@ func (c *sysConn) read(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if c.waitDeadline > 0 {
+				// Set between the attempt and the wait, so the wait sees it.
+				c.Conn.SetReadDeadline(time.Now().Add(c.waitDeadline))
+				c.waitDeadline, c.waited = 0, true
+			}
 			return false
 		}
 		if c.rerrno = e; e == 0 {
@@ -77,6 +103,16 @@ func (c *sysConn) read(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// armWaitDeadline makes the next read that has to wait set a read deadline
+// d from then; disarmWaitDeadline undoes that and reports whether it did.
+func (c *sysConn) armWaitDeadline(d time.Duration) { c.waitDeadline, c.waited = d, false }
+
+func (c *sysConn) disarmWaitDeadline() bool {
+	set := c.waited
+	c.waitDeadline, c.waited = 0, false
+	return set
 }
 
 func (c *sysConn) Write(p []byte) (int, error) { return c.writev(p, nil) }

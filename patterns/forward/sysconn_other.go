@@ -14,6 +14,9 @@ import (
 // backend closed while idle shows only when a request fails on it.
 func newSysConn(c net.Conn) io.ReadWriter { return c }
 
+// reuseSysConn is c itself.
+func reuseSysConn(_ io.ReadWriter, c net.Conn) io.ReadWriter { return c }
+
 // dialControl does nothing where TCP_USER_TIMEOUT is not known.
 func dialControl(network, address string, c syscall.RawConn) error { return nil }
 

@@ -42,6 +42,10 @@ func newHTTPTransport() *http.Transport {
 	t.MaxIdleConnsPerHost = 512
 	t.IdleConnTimeout = 90 * time.Second
 	t.ForceAttemptHTTP2 = false
+	// Backends are the app's own processes: never through the HTTP proxy
+	// a pod's environment may name for the outside world, as RoundTrip's
+	// own path for bodyless requests never does.
+	t.Proxy = nil
 	// The dialer of DefaultTransport, and a bound on unacknowledged sends
 	// (see backendUserTimeout).
 	t.DialContext = newDialer(30 * time.Second).DialContext
@@ -57,14 +61,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.fallback.RoundTrip(req)
 	}
 	host := req.URL.Host
-	for attempt := 0; ; attempt++ {
+	for {
 		c, reused, err := t.pool.get(req.Context(), host)
 		if err != nil {
 			return nil, err
 		}
-		if reused && c.closedByPeer() {
+		if reused && t.pool.closedByPeer(host, c, false) {
 			c.Close() // closed meanwhile, or holding bytes nobody asked for
-			attempt--
 			continue
 		}
 		resp, err := t.exchange(req, c)
@@ -72,22 +75,49 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		c.Close()
-		// A kept-alive connection the backend had closed fails at once;
-		// a request without a body is safe to send again on a new one.
-		if !reused || attempt > 0 || req.Context().Err() != nil {
+		// A kept-alive connection the backend closed as the request went
+		// out fails before a byte of an answer: the request goes again, if
+		// the backend cannot have acted on it (not written whole) or may
+		// act twice (idempotent), as http.Transport does. A backend that
+		// drains closes all its idle connections at once, so the next
+		// pooled one may fail too: each failure closes one, and a fresh
+		// connection's failure is final.
+		var unanswered *noAnswerError
+		if !reused || req.Context().Err() != nil || !errors.As(err, &unanswered) ||
+			(unanswered.written && !idempotent(req.Method)) {
 			return nil, err
 		}
 	}
 }
 
+// noAnswerError is a failed exchange that read no byte of an answer.
+type noAnswerError struct {
+	err     error
+	written bool // the request was written whole
+}
+
+func (e *noAnswerError) Error() string { return e.err.Error() }
+func (e *noAnswerError) Unwrap() error { return e.err }
+
 func (t *transport) exchange(req *http.Request, c *backendConn) (*http.Response, error) {
 	stop := context.AfterFunc(req.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
-	if err := req.Write(c.bw); err != nil {
-		stop()
-		return nil, err
+	err := req.Write(c.bw)
+	if err == nil {
+		err = c.bw.Flush()
 	}
-	if err := c.bw.Flush(); err != nil {
+	if err == nil {
+		_, err = c.br.Peek(1)
+		if err != nil {
+			err = &noAnswerError{err: err, written: true}
+		}
+	} else {
+		err = &noAnswerError{err: err}
+	}
+	if err != nil {
 		stop()
+		if req.Context().Err() != nil {
+			return nil, req.Context().Err()
+		}
 		return nil, err
 	}
 	resp, err := readFinalResponse(c.br, req)
@@ -130,7 +160,7 @@ func (b *hopBody) Close() error {
 		// stop reports false when the request was cancelled meanwhile.
 		if b.stop() && b.eof && b.reusable && err == nil && b.c.br.Buffered() == 0 {
 			b.c.SetDeadline(time.Time{})
-			b.t.pool.put(b.host, b.c)
+			b.t.pool.put(b.host, b.c, endUnsure)
 			return
 		}
 		b.c.Close()

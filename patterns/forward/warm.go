@@ -34,7 +34,7 @@ func (p *connPool) warm(ctx context.Context, hosts []string) {
 			// that is not up yet is no reason to wait, nor to be
 			// remembered as down.
 			if nc, err := p.dialer.Dialer.DialContext(ctx, "tcp", h); err == nil {
-				p.put(h, newBackendConn(nc))
+				p.put(h, newBackendConn(nc), endUnsure)
 			}
 		})
 	}
