@@ -10,9 +10,9 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/kiln-dev/kiln/patterns"
+	"github.com/kiln-dev/kiln/patterns/forward"
 )
 
 // Conn reaches another service of the app by its name. Each target wires
@@ -25,7 +25,10 @@ import (
 //   - microVM: the entry's address inside the guest;
 //   - KubeVirt: the entry Service's DNS name in the cluster domain.
 //
-// Nothing in the program names a host or a port.
+// Nothing in the program names a host or a port. A service that refuses
+// connections for a moment (restarting, or just rolled out) is dialled
+// again for up to five seconds before a request fails, whatever its
+// method: nothing was sent yet.
 type Conn struct {
 	name   string
 	caller string // file:line of the Dial call, for errors
@@ -34,12 +37,14 @@ type Conn struct {
 	calls  atomic.Int64 // requests sent, for patterns.PathCalls
 }
 
-// newConnTransport is what an App's Conns share: connections to a service
-// are kept alive across requests, and a service of the app is never
-// reached through an HTTP proxy.
-func newConnTransport() *http.Transport {
-	return &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
-}
+// newConnTransport is what an App's Conns share: the transport kiln's
+// routers use (patterns/forward). Connections to a service are kept alive
+// across requests; a service of the app is never reached through an HTTP
+// proxy; and a service that refuses connections for a moment (being
+// replaced, or reached before the cluster's Service rules or network
+// policies have caught up with a new pod) is dialled again for a few
+// seconds, whatever the method, since nothing was sent yet.
+func newConnTransport() http.RoundTripper { return forward.NewTransport() }
 
 // Dial returns a connection to service name of this app. It can be called
 // before Run (typically in main, to hand to the handlers that need it). Run

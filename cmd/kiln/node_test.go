@@ -61,6 +61,21 @@ func deployInto(t *testing.T, node *e2e.Node, ns, pkg, app string, pods int) {
 	}
 }
 
+// podIPs is the addresses of the pods in ns that selector picks; there
+// must be some.
+func podIPs(t *testing.T, node *e2e.Node, ns, selector string) []string {
+	t.Helper()
+	pods, err := clientset(t, node).CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("pods %s in %s: %v (%d)", selector, ns, err, len(pods.Items))
+	}
+	var ips []string
+	for _, p := range pods.Items {
+		ips = append(ips, p.Status.PodIP)
+	}
+	return ips
+}
+
 func TestHelloRunsOnARealNodeAndAnswersThroughItsService(t *testing.T) {
 	node := e2e.RealNode(t)
 	ns := deployOnNode(t, node, "./examples/hello", "hello", 3)
@@ -78,7 +93,11 @@ func TestKVRoutesEachKeyToOneShardOnARealNode(t *testing.T) {
 	addr := node.PortForward(t, ns, "svc/kv", 8080)
 
 	// The router reaches shard i as kv-shard-i.kv-shard: the headless
-	// Service's DNS names, answered by CoreDNS.
+	// Service's DNS names, answered by CoreDNS. The first query a router
+	// sends is lost: its resolver asks again a second later (the pods' DNS
+	// options), well within the dial's timeout, so no request fails.
+	ips := podIPs(t, node, ns, "app.kubernetes.io/component=router")
+	lost := node.LoseFirstDNSQuery(t, ips...)
 	do := func(method, key, body string) (int, string, string) {
 		t.Helper()
 		req, err := http.NewRequest(method, "http://"+addr+"/kv/"+key, strings.NewReader(body))
@@ -97,9 +116,13 @@ func TestKVRoutesEachKeyToOneShardOnARealNode(t *testing.T) {
 	perShard := map[string]int{}
 	for i := range 200 {
 		key := fmt.Sprintf("key-%d", i)
+		start := time.Now()
 		code, be, body := do(http.MethodPut, key, "v"+key)
 		if code != http.StatusNoContent || be == "" {
-			t.Fatalf("PUT /kv/%s = %d (backend %q) %q, want 204 from a shard", key, code, be, body)
+			t.Fatalf("PUT /kv/%s = %d (backend %q) %q after %s, want 204 from a shard", key, code, be, body, time.Since(start).Round(time.Millisecond))
+		}
+		if i == 0 {
+			t.Logf("the first PUT, whose lookup lost a query, took %s", time.Since(start).Round(time.Millisecond))
 		}
 		backend[key] = be
 		perShard[be]++
@@ -112,6 +135,9 @@ func TestKVRoutesEachKeyToOneShardOnARealNode(t *testing.T) {
 	}
 	if len(perShard) != 3 {
 		t.Errorf("keys per shard = %v, want some on each of 3 shards", perShard)
+	}
+	if n := lost(); n == 0 {
+		t.Errorf("no DNS query of the routers %v was lost: the test did not test the resolver's retry", ips)
 	}
 }
 
@@ -191,19 +217,42 @@ func TestSpreadUsesEveryReplicaOnARealNode(t *testing.T) {
 
 // TestNotesOfTwoProgramsRunsOnARealNode: an app of two programs, each
 // built into its own image and pushed, runs for real; api reaches the
-// store's shards through the store's router.
+// store's shards through the store's router. Right after a rollout the
+// node may still refuse a connection to the store's Service for a moment
+// (kube-proxy's rules and the network policies catch up with the new
+// pods); api's first connection is refused on purpose, and api dials
+// again rather than failing the POST.
 func TestNotesOfTwoProgramsRunsOnARealNode(t *testing.T) {
 	node := e2e.RealNode(t)
 	ns := deployOnNode(t, node, "./examples/notes", "notes", 2+(2+2))
 	addr := node.PortForward(t, ns, "svc/api", 8080)
+
+	store, err := clientset(t, node).CoreV1().Services(ns).Get(context.Background(), "store", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routers := podIPs(t, node, ns, "app.kubernetes.io/name=store,app.kubernetes.io/component=router")
+	apis := podIPs(t, node, ns, "app.kubernetes.io/name=api")
+	service := fmt.Sprintf("%s:%d", store.Spec.ClusterIP, store.Spec.Ports[0].Port)
+	refused := node.RefuseFirstConnection(t, service, routers[0], apis...)
+
+	start := time.Now()
 	resp, err := http.Post("http://"+addr+"/notes/shopping", "text/plain", strings.NewReader("eggs"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	resp, b := fetch(t, "http://"+addr+"/notes/shopping")
-	if resp.StatusCode != 200 || !strings.Contains(b, "eggs") {
-		t.Errorf("GET /notes/shopping = %d %q, want the note just posted", resp.StatusCode, b)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /notes/shopping = %d %q after %s, want 204 from the store", resp.StatusCode, b, time.Since(start).Round(time.Millisecond))
+	}
+	if n := refused(); n == 0 {
+		t.Errorf("no connection from api to the store was refused, want its first")
+	}
+	t.Logf("the POST, whose first connection was refused, took %s", time.Since(start).Round(time.Millisecond))
+	resp, body := fetch(t, "http://"+addr+"/notes/shopping")
+	if resp.StatusCode != 200 || !strings.Contains(body, "eggs") {
+		t.Errorf("GET /notes/shopping = %d %q, want the note just posted", resp.StatusCode, body)
 	}
 }
 

@@ -40,6 +40,7 @@ type Node struct {
 	Kubectl    string // the kubectl hack/kube-up built
 	Name       string // the Node object's name
 	Registry   string // host:port of the registry the node pulls from, over plain HTTP
+	DNS        string // the address where the node's CoreDNS answers pods
 	Nodetool   string // hack/kube/nodetool, built by hack/kube-node
 	CRISocket  string // the node's containerd
 	// NetworkPolicy names the network plugin that enforces NetworkPolicies
@@ -75,7 +76,7 @@ func realNode() (*Node, error) {
 		}
 	}
 	n := &Node{Kubeconfig: env["KUBECONFIG"], Kubectl: env["KUBECTL"], Name: env["NODE_NAME"],
-		Registry: env["REGISTRY"], Nodetool: env["NODETOOL"], CRISocket: env["CONTAINERD_SOCK"],
+		Registry: env["REGISTRY"], DNS: env["CLUSTER_DNS"], Nodetool: env["NODETOOL"], CRISocket: env["CONTAINERD_SOCK"],
 		NetworkPolicy: env["NETWORK_POLICY"]}
 	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
 	if err != nil {
@@ -122,6 +123,78 @@ func (n *Node) EnforcesPolicies(t testing.TB) {
 	}
 	Require(t, "a network plugin that enforces NetworkPolicies on the real node", err,
 		"start the node with hack/kube-node, which runs kube-router's policy controller unless KILN_KUBE_NETPOL=none")
+}
+
+// LoseFirstDNSQuery drops, on its way to the node's CoreDNS, the next DNS
+// query over UDP from each of the pods at ips, as a congested network or
+// a busy DNS server may, until the test ends. It returns how many it has
+// dropped so far, so that a test can tell that a lookup met the loss.
+// It needs root, as the node does.
+func (n *Node) LoseFirstDNSQuery(t testing.TB, ips ...string) (dropped func() int) {
+	t.Helper()
+	// The mangle table, as hack/kube-node's own rule: kube-router rewrites
+	// the filter table.
+	return firstPacketRules(t, "mangle", "INPUT", "kiln-e2e-lose-dns", ips, func(ip string) []string {
+		return []string{"-s", ip, "-d", n.DNS, "-p", "udp", "--dport", "53", "-j", "DROP"}
+	})
+}
+
+// RefuseFirstConnection refuses the next TCP connection from each of the
+// pods at ips to service (a ClusterIP and port), as the node does for a
+// moment after a rollout while kube-proxy's rules and the network
+// policies catch up with new pods, until the test ends: the connection is
+// sent to port 1 of the pod at podIP, where nothing listens. It returns
+// how many it has refused so far. It needs root, as the node does.
+func (n *Node) RefuseFirstConnection(t testing.TB, service, podIP string, ips ...string) (refused func() int) {
+	t.Helper()
+	host, port, ok := strings.Cut(service, ":")
+	if !ok {
+		t.Fatalf("RefuseFirstConnection: service %q is not IP:PORT", service)
+	}
+	// The nat table, before kube-proxy's KUBE-SERVICES: it sees only a
+	// connection's first packet, so each match is one connection.
+	return firstPacketRules(t, "nat", "PREROUTING", "kiln-e2e-refuse", ips, func(ip string) []string {
+		return []string{"-s", ip, "-d", host, "-p", "tcp", "--dport", port, "-j", "DNAT", "--to-destination", podIP + ":1"}
+	})
+}
+
+// firstPacketRules inserts, at the top of chain in table, a rule for each
+// source ip that applies rule(ip) to the first packet it sees and to no
+// other, deletes them when the test ends, and returns how many packets
+// they have matched so far.
+func firstPacketRules(t testing.TB, table, chain, comment string, ips []string, rule func(ip string) []string) (matched func() int) {
+	t.Helper()
+	full := func(ip string) []string {
+		// The nth match counts the packets the rule sees.
+		r := []string{chain, "-m", "statistic", "--mode", "nth", "--every", "1000000000", "--packet", "0",
+			"-m", "comment", "--comment", comment}
+		return append(r, rule(ip)...)
+	}
+	iptables := func(args ...string) (string, error) {
+		out, err := exec.Command("iptables", append([]string{"-w", "-t", table}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	for _, ip := range ips {
+		if out, err := iptables(append([]string{"-I"}, full(ip)...)...); err != nil {
+			t.Fatalf("iptables: a rule (%s) on %s's first packet: %v\n%s", comment, ip, err, out)
+		}
+		t.Cleanup(func() { iptables(append([]string{"-D"}, full(ip)...)...) })
+	}
+	return func() int {
+		out, err := iptables("-L", chain, "-v", "-x", "-n")
+		if err != nil {
+			t.Fatalf("iptables -L: %v\n%s", err, out)
+		}
+		total := 0
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, comment) {
+				var pkts int
+				fmt.Sscan(f[0], &pkts)
+				total += pkts
+			}
+		}
+		return total
+	}
 }
 
 var forwarding = regexp.MustCompile(`Forwarding from (127\.0\.0\.1:\d+) ->`)
