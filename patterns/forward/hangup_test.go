@@ -6,10 +6,13 @@ package forward
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -202,5 +205,118 @@ func TestLaneBackendAnswersBeforeTheBodyEnds(t *testing.T) {
 	defer mu.Unlock()
 	if want := []string{"PUT /big", "GET /next"}; !slices.Equal(seen, want) {
 		t.Errorf("the backend saw %q, want %q", seen, want)
+	}
+}
+
+// openPipes counts this process's open pipe ends, or -1 where /proc does
+// not list them.
+func openPipes() int {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, _ := os.Readlink("/proc/self/fd/" + fd.Name()); strings.HasPrefix(target, "pipe:") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLaneStreamsLargeBodiesWholeAndDropsThemCleanly: bodies too large to
+// read whole (which go from socket to socket, splice_linux.go) reach the
+// backend byte for byte, from clients that send them at once or in small
+// pieces; a backend that hangs up in the middle of one gets the client a
+// 502, and the next request goes through. No pipe is left open beyond
+// one per body that streamed at once.
+func TestLaneStreamsLargeBodiesWholeAndDropsThemCleanly(t *testing.T) {
+	u := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hangup" {
+			io.CopyN(io.Discard, r.Body, 100<<10)
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		sum := sha256.Sum256(body)
+		fmt.Fprintf(w, "%d %x", len(body), sum)
+	}))
+	p := newProxy(u)
+	base := serve(t, p)
+	addr := strings.TrimPrefix(base, "http://")
+	body := bytes.Repeat(large, 3)[:3*len(large)-7]
+	want := fmt.Sprintf("%d %x", len(body), sha256.Sum256(body))
+
+	// A connection each, so that the bodies stream at the same time.
+	put := func(path string, piece int) (int, string, error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return 0, "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		go func() {
+			fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n", path, len(body))
+			for rest := body; len(rest) > 0; {
+				n := min(piece, len(rest))
+				if _, err := c.Write(rest[:n]); err != nil {
+					return
+				}
+				rest = rest[n:]
+				if piece < len(body) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return 0, "", err
+		}
+		got, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(got), err
+	}
+
+	before := openPipes()
+	for round := range 5 {
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Go(func() {
+				piece := []int{len(body), 100 << 10, 7000}[i%3]
+				code, got, err := put("/sum", piece)
+				if err != nil || code != http.StatusOK || got != want {
+					t.Errorf("round %d: PUT of %d bytes in pieces of %d = %d %q, %v; want 200 %q", round, len(body), piece, code, got, err, want)
+				}
+			})
+		}
+		wg.Wait()
+		code, got, err := put("/hangup", len(body))
+		if err == nil && code != http.StatusBadGateway {
+			t.Errorf("round %d: PUT to a backend that hangs up mid-body = %d %q, want 502", round, code, got)
+		}
+		if resp, got := fetch(t, base+"/next"); resp.StatusCode != http.StatusOK {
+			t.Errorf("round %d: the next request = %d %q", round, resp.StatusCode, got)
+		}
+	}
+	if p.LaneRequests() == 0 {
+		t.Error("the lane forwarded none of the bodies")
+	}
+	// A pipe per body at once (two ends each) may wait in the pool.
+	after := openPipes()
+	if before >= 0 && after > before+2*6 {
+		t.Errorf("open pipe ends: %d before, %d after 35 large bodies, 6 at a time", before, after)
+	}
+	// One at a time, a body cut short by its backend leaves no pipe behind.
+	for range 20 {
+		put("/hangup", len(body))
+	}
+	if end := openPipes(); after >= 0 && end > after+2 {
+		t.Errorf("open pipe ends: %d, then %d after 20 bodies the backend hung up on, one at a time", after, end)
 	}
 }

@@ -744,8 +744,15 @@ func (lc *laneConn) streamBody(bc *backendConn, n int64) *bodyStream {
 		defer close(b.done)
 		buf := bodyBuffers.Get().(*[]byte)
 		defer bodyBuffers.Put(buf)
-		// What the read buffer holds first, then straight from the socket.
+		// What the read buffer holds first, then straight from the socket:
+		// from socket to socket where the kernel can (spliceBody).
 		for n > 0 {
+			if lc.br.Buffered() == 0 {
+				if ok, rerr, werr := spliceBody(bc.rw, lc.rw, n, b.left.Store); ok {
+					b.failed(bc, rerr, werr)
+					return
+				}
+			}
 			m, err := lc.br.Read((*buf)[:min(n, int64(len(*buf)))])
 			n -= int64(m)
 			// Counted before the write: a backend that read the last
@@ -759,17 +766,28 @@ func (lc *laneConn) streamBody(bc *backendConn, n int64) *bodyStream {
 				}
 			}
 			if err != nil && n > 0 {
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
-				}
-				b.err = clientError{err}
-				// The backend waits for the rest: end its wait.
-				bc.SetReadDeadline(aLongTimeAgo)
+				b.failed(bc, err, nil)
 				return
 			}
 		}
 	}()
 	return b
+}
+
+// failed records how a body's stream ended: rerr the client's side
+// failing, werr the backend's, or neither.
+func (b *bodyStream) failed(bc *backendConn, rerr, werr error) {
+	switch {
+	case werr != nil:
+		b.err = werr
+	case rerr != nil:
+		if errors.Is(rerr, io.EOF) {
+			rerr = io.ErrUnexpectedEOF
+		}
+		b.err = clientError{rerr}
+		// The backend waits for the rest: end its wait.
+		bc.SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // finish waits for the body to end, cutting it short if the backend no
