@@ -40,6 +40,7 @@ type laneConn struct {
 	rw      io.ReadWriter // under br and bw
 	br      *bufio.Reader
 	bw      *bufio.Writer // only while it answers: see writer
+	sink    answerSink    // under bw
 	p       *Proxy
 	remote  string       // RemoteAddr, for the request Pick sees
 	ip      string       // the client's address, for X-Forwarded-For
@@ -116,7 +117,8 @@ func (lc *laneConn) dropLargeBuffers() {
 // connection a third of its memory (memory_test.go).
 func (lc *laneConn) writer() {
 	if lc.bw == nil {
-		lc.bw = getWriter(&answerWriters, lc.rw)
+		lc.sink.w = lc.rw
+		lc.bw = getWriter(&answerWriters, &lc.sink)
 	}
 }
 
@@ -636,11 +638,11 @@ func (p *Proxy) exchange(lc *laneConn, lr *laneRequest, b *Backend, keep bool) (
 	rh.writeTo(lc.bw, lc.scratch, p.header, b.Name, keep)
 	switch rh.body {
 	case bodyLength:
-		err = copyN(lc.bw, bc.br, rh.length)
+		err = copyN(lc.bw, &lc.sink, bc.br, rh.length)
 	case bodyChunked:
-		err = copyChunked(lc.bw, bc.br)
+		err = copyChunked(lc.bw, &lc.sink, bc.br)
 	case bodyUntilClose:
-		err = copyUntilClose(lc.bw, bc.br)
+		err = copyUntilClose(lc.bw, &lc.sink, bc.br)
 	}
 	if err != nil {
 		// The head may be out already: all the client can be told is a
@@ -1184,14 +1186,23 @@ func more(dst *bufio.Writer, src *bufio.Reader) error {
 	return err
 }
 
-// copyN relays n bytes of a body.
-func copyN(dst *bufio.Writer, src *bufio.Reader, n int64) error {
+// copyN relays n bytes of a body. With the sink under dst, a piece too large for the room left in
+// dst goes out with what dst holds (the head) in one system call, where
+// dst would fill its buffer, write it, and write the rest: two writes and
+// two trips through TCP for an answer of 16 to 64 KB.
+func copyN(dst *bufio.Writer, sink *answerSink, src *bufio.Reader, n int64) error {
 	for n > 0 {
 		if err := more(dst, src); err != nil {
 			return err
 		}
 		b, _ := src.Peek(int(min(n, int64(src.Buffered()))))
-		if _, err := dst.Write(b); err != nil {
+		var err error
+		if sink != nil && dst.Buffered() > 0 && len(b) > dst.Available() {
+			err = sink.flushWith(dst, b)
+		} else {
+			_, err = dst.Write(b)
+		}
+		if err != nil {
 			return clientError{err}
 		}
 		src.Discard(len(b))
@@ -1200,8 +1211,42 @@ func copyN(dst *bufio.Writer, src *bufio.Reader, n int64) error {
 	return nil
 }
 
+// answerSink is what a client's answer writer writes to: the connection,
+// and, in flushWith, a piece of the body after the writer's bytes.
+type answerSink struct {
+	w    io.Writer
+	next []byte // to go after the bytes being flushed
+	took bool   // next went too
+}
+
+func (s *answerSink) Write(p []byte) (int, error) {
+	if s.next == nil {
+		return s.w.Write(p)
+	}
+	wv, ok := s.w.(interface{ writev(a, b []byte) (int, error) })
+	if !ok {
+		return s.w.Write(p)
+	}
+	n, err := wv.writev(p, s.next)
+	s.took = n == len(p)+len(s.next)
+	return min(n, len(p)), err
+}
+
+// flushWith flushes w and writes b after what it held, with one writev
+// where the connection has it.
+func (s *answerSink) flushWith(w *bufio.Writer, b []byte) error {
+	s.next, s.took = b, false
+	err := w.Flush()
+	took := s.took
+	s.next, s.took = nil, false
+	if err == nil && !took {
+		_, err = w.Write(b)
+	}
+	return err
+}
+
 // copyUntilClose relays a body that ends when the backend closes.
-func copyUntilClose(dst *bufio.Writer, src *bufio.Reader) error {
+func copyUntilClose(dst *bufio.Writer, sink *answerSink, src *bufio.Reader) error {
 	for {
 		if err := more(dst, src); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -1209,7 +1254,7 @@ func copyUntilClose(dst *bufio.Writer, src *bufio.Reader) error {
 			}
 			return err
 		}
-		if err := copyN(dst, src, int64(src.Buffered())); err != nil {
+		if err := copyN(dst, sink, src, int64(src.Buffered())); err != nil {
 			return err
 		}
 	}
@@ -1217,7 +1262,7 @@ func copyUntilClose(dst *bufio.Writer, src *bufio.Reader) error {
 
 // copyChunked relays a chunked body chunk by chunk, with its trailers;
 // chunk extensions stay behind, as with ReverseProxy.
-func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
+func copyChunked(dst *bufio.Writer, sink *answerSink, src *bufio.Reader) error {
 	for {
 		line, err := readLine(dst, src)
 		if err != nil {
@@ -1234,7 +1279,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		if n == 0 {
 			break
 		}
-		if err := copyN(dst, src, int64(n)); err != nil {
+		if err := copyN(dst, sink, src, int64(n)); err != nil {
 			return err
 		}
 		if line, err := readLine(dst, src); err != nil {
