@@ -21,8 +21,9 @@
 // and relays the answer, streaming. A body too large for the read buffer
 // is read whole first if it fits 64 KB, and sent with the head; a larger
 // one streams to the backend from a goroutine of its own, beside the
-// answer, on Linux from socket to socket through a pipe (splice(2)), never
-// copied into the router. net/http's server and ReverseProxy do the same job with about
+// answer. On Linux such a body, and the part of an answer past the first
+// 64 KB, go from socket to socket through a pipe (splice(2)), never copied
+// into the router. net/http's server and ReverseProxy do the same job with about
 // twice the CPU per request (a background reader goroutine per request,
 // header maps cloned and sorted both ways), which on a core shared with
 // the backends halves a router's throughput.

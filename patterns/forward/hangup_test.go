@@ -320,3 +320,39 @@ func TestLaneStreamsLargeBodiesWholeAndDropsThemCleanly(t *testing.T) {
 		t.Errorf("open pipe ends: %d, then %d after 20 bodies the backend hung up on, one at a time", after, end)
 	}
 }
+
+// TestLaneClientHangsUpMidAnswer: clients that read the start of a large
+// answer (which goes from socket to socket, splice_linux.go) and hang up
+// leave no pipe open, and the next client gets its answer whole.
+func TestLaneClientHangsUpMidAnswer(t *testing.T) {
+	p := newProxy(backend(t, laneBackend()))
+	base := serve(t, p)
+	addr := strings.TrimPrefix(base, "http://")
+	get := func(path string) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", path)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.CopyN(io.Discard, c, 200<<10)
+	}
+	get("/large/k")
+	before := openPipes()
+	for i := range 20 {
+		get([]string{"/large/k", "/stream/k"}[i%2])
+	}
+	if after := openPipes(); before >= 0 && after > before+2 {
+		t.Errorf("open pipe ends: %d, then %d after 20 clients hung up mid-answer, one at a time", before, after)
+	}
+	resp, err := http.Get(base + "/large/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(body, large) {
+		t.Errorf("GET /large/k after the hang-ups: %d bytes, %v; want the %d sent", len(body), err, len(large))
+	}
+}

@@ -636,6 +636,7 @@ func (p *Proxy) exchange(lc *laneConn, lr *laneRequest, b *Backend, keep bool) (
 	// this connection: the rest of the body will not be read.
 	keep = keep && rh.body != bodyUntilClose && body.sent()
 	rh.writeTo(lc.bw, lc.scratch, p.header, b.Name, keep)
+	lc.sink.from = bc.rw
 	switch rh.body {
 	case bodyLength:
 		err = copyN(lc.bw, &lc.sink, bc.br, rh.length)
@@ -644,6 +645,7 @@ func (p *Proxy) exchange(lc *laneConn, lr *laneRequest, b *Backend, keep bool) (
 	case bodyUntilClose:
 		err = copyUntilClose(lc.bw, &lc.sink, bc.br)
 	}
+	lc.sink.from = nil
 	if err != nil {
 		// The head may be out already: all the client can be told is a
 		// closed connection, as net/http does when ReverseProxy aborts.
@@ -1186,12 +1188,28 @@ func more(dst *bufio.Writer, src *bufio.Reader) error {
 	return err
 }
 
-// copyN relays n bytes of a body. With the sink under dst, a piece too large for the room left in
-// dst goes out with what dst holds (the head) in one system call, where
-// dst would fill its buffer, write it, and write the rest: two writes and
-// two trips through TCP for an answer of 16 to 64 KB.
+// copyN relays n bytes of a body. With the sink under dst, the rest of a
+// large body goes from socket to socket once the reader is empty, and a
+// piece too large for the room left in dst goes out with what dst holds
+// (the head) in one system call, where dst would fill its buffer, write
+// it, and write the rest: two writes and two trips through TCP for an
+// answer of 16 to 64 KB.
 func copyN(dst *bufio.Writer, sink *answerSink, src *bufio.Reader, n int64) error {
 	for n > 0 {
+		if sink != nil && sink.from != nil && n >= spliceAnswer && src.Buffered() == 0 {
+			if err := dst.Flush(); err != nil {
+				return clientError{err}
+			}
+			if ok, rerr, werr := spliceBody(sink.w, sink.from, n, func(int64) {}); ok {
+				switch {
+				case werr != nil:
+					return clientError{werr}
+				case errors.Is(rerr, io.EOF):
+					return io.ErrUnexpectedEOF
+				}
+				return rerr
+			}
+		}
 		if err := more(dst, src); err != nil {
 			return err
 		}
@@ -1214,16 +1232,27 @@ func copyN(dst *bufio.Writer, sink *answerSink, src *bufio.Reader, n int64) erro
 // answerSink is what a client's answer writer writes to: the connection,
 // and, in flushWith, a piece of the body after the writer's bytes.
 type answerSink struct {
-	w    io.Writer
+	w    io.ReadWriter
 	next []byte // to go after the bytes being flushed
 	took bool   // next went too
+	// from is the backend connection under the reader copyN reads, while
+	// an answer is relayed: copyN moves the rest of a large body from it
+	// to w directly (spliceBody).
+	from io.ReadWriter
 }
+
+// spliceAnswer is the least of a body left to relay, past what the reader
+// holds, that goes from socket to socket: below it the pipe's two calls
+// cost more than the copies they save.
+const spliceAnswer = answerSize
 
 func (s *answerSink) Write(p []byte) (int, error) {
 	if s.next == nil {
 		return s.w.Write(p)
 	}
-	wv, ok := s.w.(interface{ writev(a, b []byte) (int, error) })
+	wv, ok := s.w.(interface {
+		writev(a, b []byte) (int, error)
+	})
 	if !ok {
 		return s.w.Write(p)
 	}
