@@ -187,17 +187,23 @@ func (p *connPool) sweep() {
 }
 
 // writeRequest writes a request's head and its body, in one system call
-// where the connection can (sysConn.writev).
+// where the connection can.
 func (c *backendConn) writeRequest(head, body []byte) error {
-	if w, ok := c.rw.(interface {
+	_, err := writeBoth(c.rw, head, body)
+	return err
+}
+
+// writeBoth writes a, then b, to w: in one system call where w can
+// (sysConn.writev), else as net.Buffers does. n counts the bytes of both.
+func writeBoth(w io.Writer, a, b []byte) (n int, err error) {
+	if wv, ok := w.(interface {
 		writev(a, b []byte) (int, error)
 	}); ok {
-		_, err := w.writev(head, body)
-		return err
+		return wv.writev(a, b)
 	}
-	bufs := net.Buffers{head, body}
-	_, err := bufs.WriteTo(c.rw)
-	return err
+	bufs := net.Buffers{a, b}
+	m, err := bufs.WriteTo(w)
+	return int(m), err
 }
 
 // closedByPeer reports whether the backend at host has closed c, or sent

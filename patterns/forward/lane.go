@@ -1250,19 +1250,14 @@ func (s *answerSink) Write(p []byte) (int, error) {
 	if s.next == nil {
 		return s.w.Write(p)
 	}
-	wv, ok := s.w.(interface {
-		writev(a, b []byte) (int, error)
-	})
-	if !ok {
-		return s.w.Write(p)
-	}
-	n, err := wv.writev(p, s.next)
+	n, err := writeBoth(s.w, p, s.next)
 	s.took = n == len(p)+len(s.next)
 	return min(n, len(p)), err
 }
 
 // flushWith flushes w and writes b after what it held, with one writev
-// where the connection has it.
+// where the connection has it. took guards a w that held nothing, whose
+// Flush writes nothing.
 func (s *answerSink) flushWith(w *bufio.Writer, b []byte) error {
 	s.next, s.took = b, false
 	err := w.Flush()
