@@ -3,9 +3,11 @@ package forward
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -140,6 +142,24 @@ func (p *connPool) put(host string, c *backendConn, ended answerEnd) {
 	}
 	p.mu.Unlock()
 	if c != nil {
+		c.Close()
+	}
+}
+
+// failed learns from err, the failure of a kept-alive connection to host.
+// A connection whose sends went unacknowledged for backendUserTimeout
+// (ETIMEDOUT: a backend cut off the network, its host gone) leads where the
+// other idle ones to host lead: they are closed, so that a request that
+// goes again dials at once rather than waiting that long on each in turn.
+func (p *connPool) failed(host string, err error) {
+	if !errors.Is(err, syscall.ETIMEDOUT) {
+		return
+	}
+	p.mu.Lock()
+	cs := p.idle[host]
+	delete(p.idle, host)
+	p.mu.Unlock()
+	for _, c := range cs {
 		c.Close()
 	}
 }

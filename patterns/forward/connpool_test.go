@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -46,5 +48,41 @@ func TestConnPoolClosesIdleConnections(t *testing.T) {
 	defer p.mu.Unlock()
 	if len(p.idle) != 0 || p.sweeping {
 		t.Fatalf("after the sweep: %d hosts kept, sweeping %v", len(p.idle), p.sweeping)
+	}
+}
+
+// TestConnPoolDialsAfterABackendWentSilent: once a kept-alive connection
+// to a host failed with its sends unacknowledged (ETIMEDOUT, a backend cut
+// off the network), the next request to that host dials, rather than
+// waiting the user timeout out on each of its other idle connections; any
+// other failure leaves them be.
+func TestConnPoolDialsAfterABackendWentSilent(t *testing.T) {
+	host := acceptEach(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	for _, tc := range []struct {
+		err    error
+		reused bool
+	}{
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}, false},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
+	} {
+		p := newConnPool()
+		for range 3 {
+			c, _, err := p.get(context.Background(), host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			p.put(host, c, endFramed)
+		}
+		p.failed(host, tc.err)
+		c, reused, err := p.get(context.Background(), host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if reused != tc.reused {
+			t.Errorf("after a connection failed with %v, the next one reused %v, want %v", tc.err, reused, tc.reused)
+		}
+		p.closeIdle()
 	}
 }

@@ -710,6 +710,9 @@ func (p *Proxy) send(lc *laneConn, lr *laneRequest, addr string, rh *responseHea
 			}
 		}
 		bc.Close()
+		if reused {
+			p.pool.failed(addr, err)
+		}
 		if reused && bc.ended == endBodiless && len(lc.scratch) > 0 {
 			// Bytes that are no answer, after a bodiless one: the backend
 			// writes after those (a body on a 204), and its connections

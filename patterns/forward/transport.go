@@ -75,6 +75,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		c.Close()
+		if reused {
+			t.pool.failed(host, err)
+		}
 		// A kept-alive connection the backend closed as the request went
 		// out fails before a byte of an answer: the request goes again, if
 		// the backend cannot have acted on it (not written whole) or may
