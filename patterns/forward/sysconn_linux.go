@@ -25,9 +25,8 @@ import (
 // The calls are the socket ones (recvfrom, sendto, sendmsg), not read and
 // write, which go through the file layer first (fdget_pos, vfs_read,
 // vfs_write): 1.7 of the 31.6 µs a small request cost the router in perf
-// (bench/run shard, get-100B). MSG_NOSIGNAL gives a
-// write to a peer that has gone EPIPE without a SIGPIPE for the runtime to
-// catch.
+// (bench/run shard, get-100B). MSG_NOSIGNAL gives a write to a peer that
+// has gone EPIPE without a SIGPIPE for the runtime to catch.
 type sysConn struct {
 	net.Conn
 	raw syscall.RawConn
