@@ -213,6 +213,18 @@ func (c *backendConn) writeRequest(head, body []byte) error {
 	return err
 }
 
+// ask writes a whole request, as writeRequest does, and waits for the
+// answer's first bytes where the connection can (sysConn.writevAwait).
+func (c *backendConn) ask(head, body []byte) error {
+	if wa, ok := c.rw.(interface {
+		writevAwait(a, b []byte) (int, error)
+	}); ok {
+		_, err := wa.writevAwait(head, body)
+		return err
+	}
+	return c.writeRequest(head, body)
+}
+
 // writeBoth writes a, then b, to w: in one system call where w can
 // (sysConn.writev), else as net.Buffers does. n counts the bytes of both.
 func writeBoth(w io.Writer, a, b []byte) (n int, err error) {

@@ -131,9 +131,10 @@ func (lc *laneConn) releaseWriter() {
 	}
 }
 
-// awaitHead reads the backend's response head; if that takes a while it
-// watches the client meanwhile and reports whether the client hung up.
-func (lc *laneConn) awaitHead(bc *backendConn, method string, rh *responseHead) (gone bool, err error) {
+// awaitHead sends lr, whole, on bc and reads the backend's response head;
+// if that takes a while it watches the client meanwhile and reports
+// whether the client hung up.
+func (lc *laneConn) awaitHead(bc *backendConn, lr *laneRequest, rh *responseHead) (gone bool, err error) {
 	lc.waitingOn, lc.gone = bc, false
 	if lc.watch == nil {
 		lc.watchDone = make(chan struct{}, 1)
@@ -141,7 +142,11 @@ func (lc *laneConn) awaitHead(bc *backendConn, method string, rh *responseHead) 
 	} else {
 		lc.watch.Reset(watchAfter)
 	}
-	err = readResponseHead(bc.br, &lc.scratch, method, rh)
+	// The write may wait for the answer too (backendConn.ask), so the
+	// watcher runs from before it.
+	if err = bc.ask(lc.out, lr.body); err == nil {
+		err = readResponseHead(bc.br, &lc.scratch, lr.method, rh)
+	}
 	if !lc.watch.Stop() {
 		// The watcher runs: wake it and wait for it, so that the client
 		// connection is this goroutine's again.
@@ -692,8 +697,9 @@ func (p *Proxy) send(lc *laneConn, lr *laneRequest, addr string, rh *responseHea
 			bc.Close()
 			continue
 		}
-		if err = bc.writeRequest(lc.out, lr.body); err == nil { // a body that streams comes next
-			if lr.streamed {
+		if lr.streamed {
+			// A body that streams comes after the head.
+			if err = bc.writeRequest(lc.out, lr.body); err == nil {
 				body = lc.streamBody(bc, lr.length)
 				// No watcher: the client's bytes are the body's.
 				if err = readResponseHead(bc.br, &lc.scratch, lr.method, rh); err == nil {
@@ -703,11 +709,10 @@ func (p *Proxy) send(lc *laneConn, lr *laneRequest, addr string, rh *responseHea
 				body.finish(lc, bc)
 				return nil, nil, body.clientFailed(), err
 			}
-			// A client that hung up gets no answer, however it went with the
-			// backend (whose connection the watcher may have cut).
-			if gone, err = lc.awaitHead(bc, lr.method, rh); err == nil && !gone {
-				return bc, nil, false, nil
-			}
+		} else if gone, err = lc.awaitHead(bc, lr, rh); err == nil && !gone {
+			// A client that hung up gets no answer, however it went with
+			// the backend (whose connection the watcher may have cut).
+			return bc, nil, false, nil
 		}
 		bc.Close()
 		if reused {

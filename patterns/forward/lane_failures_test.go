@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -436,5 +437,68 @@ func TestLaneClosesSilentConnections(t *testing.T) {
 				t.Fatalf("closed after %s, well before the header timeout", took)
 			}
 		})
+	}
+}
+
+// TestLaneClientHangUpFreesASlowBackend: a client that hangs up while its
+// backend takes its time to answer ends the wait, on a new backend
+// connection and on a pooled one: the lane closes the backend's connection
+// well before the answer would have come, and serves the next request.
+func TestLaneClientHangUpFreesASlowBackend(t *testing.T) {
+	closed := make(chan time.Duration, 4)
+	backend := acceptEach(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path != "/slow" {
+				io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+				continue
+			}
+			// Answer after 10 s, unless the lane closes the connection
+			// first: a read sees that.
+			start := time.Now()
+			c.SetReadDeadline(start.Add(10 * time.Second))
+			_, err = br.ReadByte()
+			closed <- time.Since(start)
+			if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+			}
+			return
+		}
+	})
+	p := newProxy(&url.URL{Scheme: "http", Host: backend})
+	base := serve(t, p)
+	for _, pooled := range []bool{false, true} {
+		if pooled {
+			// A quick answer leaves its connection in the pool for the
+			// slow request.
+			if resp, _ := fetch(t, base+"/quick"); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("GET /quick answered %d", resp.StatusCode)
+			}
+		}
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+		time.Sleep(150 * time.Millisecond) // past watchAfter
+		c.Close()
+		select {
+		case d := <-closed:
+			if d > 5*time.Second {
+				t.Fatalf("pooled=%v: the backend's connection closed %v after the request, want at once after the client's hang-up", pooled, d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("pooled=%v: the backend's connection is still open 5 s after the client hung up", pooled)
+		}
+		b, _ := p.Pick(lanePick("/any"))
+		waitIdle(t, b)
+	}
+	if resp, _ := fetch(t, base+"/next"); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("the next request answered %d", resp.StatusCode)
 	}
 }

@@ -42,6 +42,8 @@ type sysConn struct {
 	peekOpen        bool
 	readFn, writeFn func(fd uintptr) bool
 	peekFn          func(fd uintptr) bool
+	askFn           func(fd uintptr) bool
+	asked           askStep // how far writevAwait's call went
 
 	// waitDeadline, when set, is a read deadline that Read sets only once
 	// it has to wait for the socket, and waited says it did: a client's
@@ -69,7 +71,7 @@ func reuseSysConn(old io.ReadWriter, c net.Conn) io.ReadWriter {
 	s, ok := old.(*sysConn)
 	if !ok {
 		s = &sysConn{}
-		s.readFn, s.writeFn, s.peekFn = s.read, s.write, s.peek
+		s.readFn, s.writeFn, s.peekFn, s.askFn = s.read, s.write, s.peek, s.ask
 	}
 	s.Conn, s.raw = c, raw
 	return s
@@ -135,6 +137,53 @@ func (c *sysConn) writev(a, b []byte) (int, error) {
 	err := c.raw.Write(c.writeFn)
 	c.wbuf, c.wbuf2, c.iov, c.msg = nil, nil, [2]syscall.Iovec{}, syscall.Msghdr{}
 	return c.result("write", c.wn, err, c.werrno)
+}
+
+// writevAwait writes a, then b, as writev does, and then waits for the
+// socket to have something to read, without the read attempt a Read makes
+// before it waits: the answer to a request just sent cannot be there
+// before the request, and the attempt finds nothing (EAGAIN), a system
+// call for nothing per request. The wait is in the same raw.Read as the
+// write because each raw.Read forgets the readiness the poller saw before
+// it (internal/poll's prepareRead): waiting in a Read of its own could miss
+// an answer that came in between. The wait ends early on a deadline or a
+// close, which the next Read reports; a stale readiness makes that Read
+// try, find nothing, and wait as usual.
+func (c *sysConn) writevAwait(a, b []byte) (int, error) {
+	c.wbuf, c.wbuf2, c.wn, c.werrno, c.asked = a, b, 0, 0, askNothing
+	c.raw.Read(c.askFn)
+	var err error
+	if c.asked != askWritten {
+		// The socket took part only (the rest waits for room), or the read
+		// side failed before the write (a read deadline past): write as
+		// writev does.
+		err = c.raw.Write(c.writeFn)
+	}
+	c.wbuf, c.wbuf2, c.iov, c.msg = nil, nil, [2]syscall.Iovec{}, syscall.Msghdr{}
+	return c.result("write", c.wn, err, c.werrno)
+}
+
+// askStep is how far a writevAwait went.
+type askStep uint8
+
+const (
+	askNothing askStep = iota // not even the write: the read side failed first
+	askWritten                // all of it, and it waited for the answer
+	askPart                   // what the socket took
+)
+
+// ask is writevAwait's call: the write first, and then "wait in the
+// poller", after which it is done.
+func (c *sysConn) ask(fd uintptr) bool {
+	if c.asked != askNothing {
+		return true
+	}
+	if !c.write(fd) {
+		c.asked = askPart
+		return true
+	}
+	c.asked = askWritten
+	return c.werrno != 0
 }
 
 // write writes what the socket takes; false means "wait in the poller
