@@ -142,20 +142,25 @@ func (c *sysConn) writev(a, b []byte) (int, error) {
 // writevAwait writes a, then b, as writev does, and then waits for the
 // socket to have something to read, without the read attempt a Read makes
 // before it waits: the answer to a request just sent cannot be there
-// before the request, and the attempt finds nothing (EAGAIN), a system
-// call for nothing per request. The wait is in the same raw.Read as the
-// write because each raw.Read forgets the readiness the poller saw before
-// it (internal/poll's prepareRead): waiting in a Read of its own could miss
-// an answer that came in between. The wait ends early on a deadline or a
-// close, which the next Read reports; a stale readiness makes that Read
-// try, find nothing, and wait as usual.
+// before the request, and the attempt finds nothing (EAGAIN), 0.65 of the
+// router's 5.3 system calls per request under load (bench/run shard,
+// get-100B). The wait is in the same raw.Read as the write because each
+// raw.Read forgets the readiness the poller saw before it (internal/poll's
+// prepareRead): waiting in a Read of its own could miss an answer that
+// came in between. The wait ends early on a deadline or a close, which the
+// next Read reports; a stale readiness makes that Read try, find nothing,
+// and wait as usual.
+//
+// Only for a connection on which nothing can come before the answer: a
+// client may send its next request before its answer (pipelining), so
+// client connections read as usual.
 func (c *sysConn) writevAwait(a, b []byte) (int, error) {
 	c.wbuf, c.wbuf2, c.wn, c.werrno, c.asked = a, b, 0, 0, askNothing
 	c.raw.Read(c.askFn)
 	var err error
-	if c.asked != askWritten {
-		// The socket took part only (the rest waits for room), or the read
-		// side failed before the write (a read deadline past): write as
+	if c.asked == askNothing || c.asked == askPart {
+		// The read side failed before the write (a read deadline past), or
+		// the socket took part only and the rest waits for room: write as
 		// writev does.
 		err = c.raw.Write(c.writeFn)
 	}
@@ -168,23 +173,34 @@ type askStep uint8
 
 const (
 	askNothing askStep = iota // not even the write: the read side failed first
-	askWritten                // all of it, and it waited for the answer
+	askWritten                // all of it; then it waited for the answer, or not
 	askPart                   // what the socket took
 )
 
-// ask is writevAwait's call: the write first, and then "wait in the
-// poller", after which it is done.
+// ask is writevAwait's call: the write, and then "wait in the poller",
+// after which it is done. A write that lasted past answeredMeanwhile gets
+// no wait: the next Read tries at once.
 func (c *sysConn) ask(fd uintptr) bool {
 	if c.asked != askNothing {
 		return true
 	}
+	start := time.Now()
 	if !c.write(fd) {
 		c.asked = askPart
 		return true
 	}
 	c.asked = askWritten
-	return c.werrno != 0
+	return c.werrno != 0 || time.Since(start) > answeredMeanwhile
 }
+
+// answeredMeanwhile is how long a write of a request may last before the
+// answer is likely there already: the write wakes a backend on the same
+// core, which may run before the write returns, and answer (a loopback
+// write of a small request takes a few µs, a small answer 20 to 30). With
+// one client on one core that was most requests, and waiting for them
+// in the poller cost more than the attempt it saved (bench/run shard,
+// light). A backend on another core or host is never that quick.
+const answeredMeanwhile = 12 * time.Microsecond
 
 // write writes what the socket takes; false means "wait in the poller
 // until it takes more, then again".
