@@ -446,31 +446,23 @@ func TestLaneClosesSilentConnections(t *testing.T) {
 // well before the answer would have come, and serves the next request.
 func TestLaneClientHangUpFreesASlowBackend(t *testing.T) {
 	closed := make(chan time.Duration, 4)
-	backend := acceptEach(t, func(c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			if req.URL.Path != "/slow" {
-				io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
-				continue
-			}
-			// Answer after 10 s, unless the lane closes the connection
-			// first: a read sees that.
-			start := time.Now()
-			c.SetReadDeadline(start.Add(10 * time.Second))
-			_, err = br.ReadByte()
-			closed <- time.Since(start)
-			if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-				io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
-			}
+	u := rawServer(t, func(req *http.Request, c net.Conn) {
+		if req.URL.Path != "/slow" {
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
 			return
 		}
+		// Answer after 10 s, unless the lane closes the connection first:
+		// a read sees that.
+		start := time.Now()
+		c.SetReadDeadline(start.Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		closed <- time.Since(start)
+		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			c.SetReadDeadline(time.Time{})
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		}
 	})
-	p := newProxy(&url.URL{Scheme: "http", Host: backend})
+	p := newProxy(u)
 	base := serve(t, p)
 	for _, pooled := range []bool{false, true} {
 		if pooled {
