@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,8 @@ type laneConn struct {
 	scratch []byte       // a backend's response head
 	out     []byte       // the head sent to the backend
 	req     http.Request // Pick's, unless it keeps requests
+	url     url.URL      // req's
+	host    string       // the last request's Host, checked
 
 	headerTimeout time.Duration // for a request's head and body; 0: none
 
@@ -469,10 +472,10 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 	// The request Pick sees: one per connection will do unless Pick keeps
 	// requests, and only a Pick that reads headers gets them.
 	var h http.Header
-	req := &lc.req
+	req, u := &lc.req, &lc.url
 	switch {
 	case lc.p.PickKeeps:
-		h, req = http.Header{}, &http.Request{}
+		h, req, u = http.Header{}, &http.Request{}, &url.URL{}
 	case lc.p.PickHeaders:
 		if h = lc.req.Header; h == nil {
 			h = http.Header{}
@@ -521,23 +524,46 @@ func (lc *laneConn) parse(head []byte, lr *laneRequest) bool {
 			}
 		}
 	}
-	if hosts != 1 || !httpguts.ValidHostHeader(string(lr.host)) {
+	if hosts != 1 {
 		return false
+	}
+	// A connection's requests name one host, as a rule: it is checked
+	// and made a string once.
+	if string(lr.host) != lc.host {
+		if !httpguts.ValidHostHeader(string(lr.host)) {
+			return false
+		}
+		lc.host = string(lr.host)
 	}
 	uri := string(target)
-	u, err := url.ParseRequestURI(uri)
-	if err != nil {
-		return false
-	}
-	if !cleanQuery(u.RawQuery) {
+	if !parseTarget(u, uri) || !cleanQuery(u.RawQuery) {
 		return false // ReverseProxy drops what it cannot parse
 	}
 	*req = http.Request{
 		Method: lr.method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Body: http.NoBody, ContentLength: lr.length, Host: string(lr.host),
+		Header: h, Body: http.NoBody, ContentLength: lr.length, Host: lc.host,
 		RemoteAddr: lc.remote, RequestURI: uri, Close: lr.close,
 	}
 	lr.req = req
+	return true
+}
+
+// parseTarget parses an origin-form request target into u, as
+// url.ParseRequestURI does, and reports whether it could. A path with
+// nothing to unescape or escape, and a query, are cut out of uri, with no
+// URL to allocate (the most of a small request's allocations, in perf).
+func parseTarget(u *url.URL, uri string) bool {
+	path, query, _ := strings.Cut(uri, "?")
+	*u = url.URL{Path: path, RawQuery: query}
+	if strings.HasSuffix(uri, "?") || strings.IndexByte(path, '%') >= 0 || u.EscapedPath() != path {
+		// A trailing "?" (ForceQuery), escapes, or bytes that
+		// ParseRequestURI keeps in RawPath.
+		v, err := url.ParseRequestURI(uri)
+		if err != nil {
+			return false
+		}
+		*u = *v
+	}
 	return true
 }
 

@@ -376,6 +376,15 @@ func FuzzLaneParse(f *testing.F) {
 		"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: h\r\nA: \x01\r\n\r\n",
 		"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a? HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a?b? HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET //x/y?z HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a!b*(c)'\"{|}`^[] HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a;b=c,d:e@f$g&h+i=j HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a%2Fb?c=%zz HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: h h\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: \r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -384,8 +393,13 @@ func FuzzLaneParse(f *testing.F) {
 		if n <= 0 {
 			return
 		}
+		// A connection's second request: what the first left (its host,
+		// its URL) must not pass for this one's.
 		lc := &laneConn{remote: "127.0.0.1:1", p: &Proxy{PickHeaders: true}}
 		var lr laneRequest
+		if !lc.parse([]byte("GET /first?q HTTP/1.1\r\nHost: h\r\n\r\n"), &lr) {
+			t.Fatal("the lane refuses a plain GET")
+		}
 		if !lc.parse(raw[:n], &lr) {
 			return
 		}
@@ -394,7 +408,7 @@ func FuzzLaneParse(f *testing.F) {
 			t.Fatalf("the lane takes %q, net/http refuses it: %v", raw[:n], err)
 		}
 		if req.Method != lr.req.Method || req.RequestURI != lr.req.RequestURI || req.Host != lr.req.Host ||
-			req.URL.String() != lr.req.URL.String() || req.ContentLength != lr.length || req.Close != lr.req.Close {
+			*req.URL != *lr.req.URL || req.ContentLength != lr.length || req.Close != lr.req.Close {
 			t.Fatalf("%q: net/http reads %s %s host %q close %v, the lane %s %s host %q close %v",
 				raw[:n], req.Method, req.URL, req.Host, req.Close, lr.req.Method, lr.req.URL, lr.req.Host, lr.req.Close)
 		}
@@ -549,5 +563,23 @@ func TestLanePostsOnce(t *testing.T) {
 		if seen[k] != n {
 			t.Errorf("%s reached the backend %d times, want %d (all: %v)", k, seen[k], n, seen)
 		}
+	}
+}
+
+// TestLaneParseAllocatesTheTargetOnly: a connection's next plain request
+// costs the parser one allocation, the target's string; its host, URL and
+// request are the connection's.
+func TestLaneParseAllocatesTheTargetOnly(t *testing.T) {
+	lc := &laneConn{remote: "127.0.0.1:1", p: &Proxy{}}
+	head := []byte("GET /kv/some-key?x=1 HTTP/1.1\r\nHost: kv.example:8080\r\nUser-Agent: wrk\r\n\r\n")
+	var lr laneRequest
+	if !lc.parse(head, &lr) {
+		t.Fatal("the lane refuses a plain GET")
+	}
+	if n := testing.AllocsPerRun(100, func() { lc.parse(head, &lr) }); n > 1 {
+		t.Errorf("parsing a plain GET allocates %v times, want 1", n)
+	}
+	if lr.req.URL.Path != "/kv/some-key" || lr.req.URL.RawQuery != "x=1" || lr.req.Host != "kv.example:8080" {
+		t.Errorf("parsed %s %q host %q", lr.req.URL.Path, lr.req.URL.RawQuery, lr.req.Host)
 	}
 }
